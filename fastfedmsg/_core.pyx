@@ -1,0 +1,689 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The compiled hot path of fastfedmsg.
+
+Theory of operation
+-------------------
+A fedmsg envelope, encoded with sorted keys, always has the same shape::
+
+    {"i":N,"msg":BODY,"msg_id":"YEAR-UUID4","timestamp":T,"topic":"FULL","username":"U"}
+
+so a message is built by concatenation straight into a libzmq frame:
+
+* BODY is the only part that needs a JSON encoder (orjson, with a stdlib
+  fallback for the inputs on which orjson and fedmsg's encoder disagree);
+* ``,"topic":...,"username":...}`` and frame 0 depend only on
+  (modname, topic), so they are cached per publisher;
+* N is a counter, T comes from ``time()``, the year is recomputed once per
+  second and the UUID is formatted from a buffer of random bytes.
+
+libzmq is reached through pyzmq's socket handle (``Socket.underlying``) and
+the ``zmq_msg_*`` functions of the very libzmq that pyzmq loaded, looked up at
+import with ``dlopen(RTLD_NOLOAD)`` on pyzmq's compiled module.  We never link
+libzmq ourselves: a second copy in the process makes every send fail with
+ENOTSOCK, and linking pyzmq's bundled copy by name breaks on every pyzmq
+upgrade.  So this module builds without ``zmq.h``.
+
+The core never logs; errors are raised as fastfedmsg.errors types.
+"""
+
+import math
+import os
+import threading
+import time as _pytime
+import json as _stdjson
+import datetime as _datetime
+import getpass as _getpass
+
+import orjson
+import zmq
+import zmq.backend.cython._zmq as _pyzmq_backend
+
+from fastfedmsg import errors as _errors
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+from cpython.object cimport PyObject
+from libc.string cimport memcpy
+from libc.stdint cimport uintptr_t
+
+
+cdef extern from "<time.h>" nogil:
+    ctypedef long time_t
+    struct tm:
+        int tm_year
+    time_t time(time_t *t)
+    tm *localtime_r(const time_t *timep, tm *result)
+
+
+cdef extern from "Python.h":
+    PyObject *PyEval_GetGlobals()
+
+
+include "_libzmq.pxi"
+
+
+# ---------------------------------------------------------------------------
+# JSON: orjson first, fedmsg's own encoding where the two would disagree.
+
+cdef object _orjson_dumps = orjson.dumps
+cdef int _ORJSON_OPTS = (orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+                         | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS)
+
+
+def fedmsg_default(obj):
+    """The ``default`` hook, giving what fedmsg's encoder gives for ``obj``.
+
+    The stdlib encoder that fedmsg uses serialises subclasses of the JSON
+    builtins as their base type before it ever calls ``default``; orjson, with
+    OPT_PASSTHROUGH_SUBCLASS, hands them to us, so they are converted first.
+    """
+    if isinstance(obj, str):
+        return str(obj)
+    if isinstance(obj, bool):
+        return bool(obj)
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return float(obj)
+    if isinstance(obj, dict):
+        return dict(obj)
+    if isinstance(obj, (list, tuple)):
+        return list(obj)
+    if hasattr(obj, "__json__"):
+        return obj.__json__()
+    if isinstance(obj, (_datetime.datetime, _datetime.date)):
+        return _pytime.mktime(obj.timetuple())
+    if isinstance(obj, _pytime.struct_time):
+        return _pytime.mktime(obj)
+    if isinstance(obj, set):
+        return list(obj)
+    raise TypeError("Object of type %s is not JSON serializable" % type(obj).__name__)
+
+
+def _stdlib_default(obj):
+    # The stdlib encoder handles builtin subclasses itself; only fedmsg's
+    # extra types reach here.
+    if hasattr(obj, "__json__"):
+        return obj.__json__()
+    if isinstance(obj, (_datetime.datetime, _datetime.date)):
+        return _pytime.mktime(obj.timetuple())
+    if isinstance(obj, _pytime.struct_time):
+        return _pytime.mktime(obj)
+    if isinstance(obj, set):
+        return list(obj)
+    raise TypeError("Object of type %s is not JSON serializable" % type(obj).__name__)
+
+
+#: fedmsg's canonical encoder: sorted keys, no spaces, non-ASCII escaped.
+canonical_encoder = _stdjson.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), default=_stdlib_default)
+cdef object _canonical_encode = canonical_encoder.encode
+
+
+cdef bint _has_nonfinite(obj, int depth=0):
+    # orjson writes NaN and infinities as null, fedmsg as NaN/Infinity; only
+    # a body whose orjson output contains "null" needs this walk.
+    cdef object value
+
+    if depth > 200:
+        return True
+    if type(obj) is float:
+        return not math.isfinite(obj)
+    if isinstance(obj, dict):
+        for value in obj.values():
+            if _has_nonfinite(value, depth + 1):
+                return True
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            if _has_nonfinite(value, depth + 1):
+                return True
+    elif isinstance(obj, float):
+        return not math.isfinite(obj)
+    return False
+
+
+cpdef bytes encode_json(obj):
+    """Encode ``obj`` to JSON bytes that decode to what fedmsg would send.
+
+    Raises fastfedmsg.errors.EncodeError (a TypeError) for a type JSON cannot
+    carry and fastfedmsg.errors.InvalidMessageError (a ValueError) for values
+    such as circular references.
+    """
+    cdef bytes out
+
+    try:
+        out = _orjson_dumps(obj, default=fedmsg_default, option=_ORJSON_OPTS)
+    except TypeError:
+        return _encode_stdlib(obj)
+    if b"null" in out and _has_nonfinite(obj):
+        return _encode_stdlib(obj)
+    return out
+
+
+cdef bytes _encode_stdlib(obj):
+    try:
+        return _canonical_encode(obj).encode("utf-8")
+    except TypeError as exc:
+        raise _errors.EncodeError(
+            "cannot encode the message body as JSON: %s; a body may hold dicts with "
+            "string keys, lists, strings, numbers, booleans, None, datetimes, sets "
+            "and objects with a __json__() method" % (exc,)) from exc
+    except (ValueError, RecursionError) as exc:
+        raise _errors.InvalidMessageError(
+            "cannot encode the message body as JSON: %s; break the cycle or reduce "
+            "the nesting before publishing" % (exc,)) from exc
+
+
+# ---------------------------------------------------------------------------
+# Per-process facts: the login name and random bytes for UUIDs.
+
+cdef object _username = None
+cdef bint _username_known = False
+
+
+def username():
+    """The login name, looked up once per process.
+
+    fedmsg calls getpass.getuser() on every message and fails where the uid
+    has no name (a container run with --user 12345); the numeric uid is sent
+    then instead.
+    """
+    global _username, _username_known
+
+    if not _username_known:
+        try:
+            _username = _getpass.getuser()
+        except (KeyError, OSError, ImportError):
+            _username = str(os.getuid())
+        _username_known = True
+    return _username
+
+
+DEF RANDOM_BUFFER = 4096
+cdef bytes _random = b""
+cdef Py_ssize_t _random_pos = RANDOM_BUFFER
+
+
+def _forget_random_after_fork():
+    # A child must never reuse the parent's buffered bytes: its UUIDs would
+    # repeat the parent's.
+    global _random, _random_pos
+    _random = b""
+    _random_pos = RANDOM_BUFFER
+
+
+os.register_at_fork(after_in_child=_forget_random_after_fork)
+
+cdef const char *_HEX = b"0123456789abcdef"
+
+
+cdef void _write_uuid4(char *dst) except *:
+    """Write 36 characters of a random RFC 4122 version-4 UUID into dst."""
+    global _random, _random_pos
+    cdef const unsigned char *src
+    cdef unsigned char b
+    cdef int k, out = 0
+
+    if _random_pos + 16 > RANDOM_BUFFER:
+        _random = os.urandom(RANDOM_BUFFER)
+        _random_pos = 0
+    src = <const unsigned char *>PyBytes_AS_STRING(_random) + _random_pos
+    _random_pos += 16
+
+    for k in range(16):
+        b = src[k]
+        if k == 6:
+            b = (b & 0x0F) | 0x40
+        elif k == 8:
+            b = (b & 0x3F) | 0x80
+        if k == 4 or k == 6 or k == 8 or k == 10:
+            dst[out] = b'-'
+            out += 1
+        dst[out] = _HEX[b >> 4]
+        dst[out + 1] = _HEX[b & 0x0F]
+        out += 2
+
+
+def uuid4_text():
+    """A random version-4 UUID as text, from the buffered random source."""
+    cdef char buf[36]
+
+    _write_uuid4(buf)
+    return buf[:36].decode("ascii")
+
+
+cdef inline int _write_uint(char *dst, unsigned long long value):
+    cdef char tmp[24]
+    cdef int n = 0, k
+
+    if value == 0:
+        dst[0] = b'0'
+        return 1
+    while value:
+        tmp[n] = <char>(48 + value % 10)
+        value //= 10
+        n += 1
+    for k in range(n):
+        dst[k] = tmp[n - 1 - k]
+    return n
+
+
+cdef inline int _uint_len(unsigned long long value):
+    cdef int n = 1
+
+    while value >= 10:
+        value //= 10
+        n += 1
+    return n
+
+
+# ---------------------------------------------------------------------------
+# Module-name guessing.
+
+cdef dict _modname_cache = {}
+_OWN_PACKAGES = frozenset(["fastfedmsg", "fedmsg"])
+
+
+cdef str _top_level(object module_name):
+    cdef object top = _modname_cache.get(module_name)
+
+    if top is None:
+        top = str(module_name).split(".")[0]
+        if len(_modname_cache) > 10000:
+            _modname_cache.clear()
+        _modname_cache[module_name] = top
+    return top
+
+
+cpdef str guess_modname(default="fedmsg"):
+    """The top-level package of the Python code that called into fastfedmsg.
+
+    Looks at the caller's globals directly; only when the caller is
+    fastfedmsg's own Python code does it step further out.
+    """
+    cdef PyObject *globals_ = PyEval_GetGlobals()
+    cdef object name
+    cdef str top
+
+    if globals_ != NULL:
+        name = (<dict>globals_).get("__name__")
+        if name is not None:
+            top = _top_level(name)
+            if top not in _OWN_PACKAGES:
+                return top
+
+    import sys
+    frame = sys._getframe(0)
+    while frame is not None:
+        name = frame.f_globals.get("__name__")
+        if name is not None:
+            top = _top_level(name)
+            if top not in _OWN_PACKAGES:
+                return top
+        frame = frame.f_back
+    return default
+
+
+# ---------------------------------------------------------------------------
+# The publisher.
+
+DEF TOPIC_CACHE_LIMIT = 8192
+
+
+cdef class Publisher:
+    """Builds fedmsg envelopes and sends them on one PUB socket.
+
+    ``socket`` is a pyzmq socket owned by the caller (it must outlive this
+    object; call close() before closing it), or None for a publisher that only
+    builds frames (used by the STOMP transport).
+    """
+    cdef object _socket
+    cdef void *_handle
+    cdef readonly str topic_prefix
+    cdef readonly str environment
+    cdef readonly object username
+    cdef unsigned long long _i
+    cdef dict _topics
+    cdef time_t _last_second
+    cdef char _year[8]
+    cdef int _year_len
+    cdef public unsigned long long sent
+
+    def __cinit__(self, socket, str topic_prefix, str environment, username=None):
+        self._socket = socket
+        self._handle = NULL if socket is None else <void *><uintptr_t>socket.underlying
+        self.topic_prefix = topic_prefix
+        self.environment = environment
+        self.username = username
+        self._i = 0
+        self.sent = 0
+        self._topics = {}
+        self._last_second = -1
+        self._year_len = 0
+
+    property i:
+        """The counter of the last envelope built (fedmsg's ``i``)."""
+        def __get__(self):
+            return self._i
+
+    property closed:
+        def __get__(self):
+            return self._handle == NULL
+
+    def close(self):
+        """Forget the socket; publishing afterwards raises."""
+        self._handle = NULL
+        self._socket = None
+
+    # -- topics ------------------------------------------------------------
+
+    cdef tuple _topic_entry(self, topic, modname):
+        cdef tuple key = (modname, topic)
+        cdef object entry = self._topics.get(key)
+
+        if entry is not None:
+            return <tuple>entry
+        entry = self._make_topic_entry(topic, modname)
+        if len(self._topics) >= TOPIC_CACHE_LIMIT:
+            self._topics.clear()
+        self._topics[key] = entry
+        return <tuple>entry
+
+    cdef tuple _make_topic_entry(self, topic, modname):
+        cdef str full
+        cdef bytes frame0, tail
+
+        topic = _as_text(topic, "topic")
+        modname = _as_text(modname, "modname")
+        full = modname + "." + topic
+        if full[:len(self.topic_prefix)] != self.topic_prefix:
+            full = self.topic_prefix + "." + self.environment + "." + full
+        if "\x00" in full:
+            raise _errors.InvalidTopicError(
+                "topic %r contains a NUL character; ZeroMQ subscribers match topics as "
+                "byte prefixes, so remove it" % (full,))
+        try:
+            frame0 = full.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise _errors.InvalidTopicError(
+                "topic %r cannot be encoded as UTF-8 (%s); pass text without lone "
+                "surrogates" % (full, exc.reason)) from exc
+        tail = b',"topic":' + encode_json(full) + b',"username":' + encode_json(self.username) + b'}'
+        return (full, frame0, tail)
+
+    def full_topic(self, topic=None, modname=None):
+        """The full topic fedmsg would publish ``topic`` from ``modname`` on."""
+        return self._topic_entry(topic or "unspecified", modname or guess_modname())[0]
+
+    # -- envelopes ---------------------------------------------------------
+
+    cdef inline void _tick(self, time_t now):
+        cdef tm parts
+
+        if now != self._last_second:
+            localtime_r(&now, &parts)
+            self._year_len = _write_uint(self._year, <unsigned long long>(parts.tm_year + 1900))
+            self._last_second = now
+
+    cdef Py_ssize_t _envelope_size(self, bytes body, tuple entry, unsigned long long i, time_t now):
+        # {"i":N,"msg":BODY,"msg_id":"YEAR-UUID","timestamp":T + tail
+        return (5 + _uint_len(i) + 7 + PyBytes_GET_SIZE(body) + 11 + self._year_len + 1 + 36
+                + 14 + _uint_len(<unsigned long long>now) + PyBytes_GET_SIZE(<bytes>entry[2]))
+
+    cdef void _write_envelope(self, char *dst, bytes body, tuple entry, unsigned long long i,
+                              time_t now) except *:
+        cdef bytes tail = <bytes>entry[2]
+        cdef Py_ssize_t n
+
+        memcpy(dst, b'{"i":', 5)
+        dst += 5
+        dst += _write_uint(dst, i)
+        memcpy(dst, b',"msg":', 7)
+        dst += 7
+        n = PyBytes_GET_SIZE(body)
+        memcpy(dst, PyBytes_AS_STRING(body), n)
+        dst += n
+        memcpy(dst, b',"msg_id":"', 11)
+        dst += 11
+        memcpy(dst, self._year, self._year_len)
+        dst += self._year_len
+        dst[0] = b'-'
+        dst += 1
+        _write_uuid4(dst)
+        dst += 36
+        memcpy(dst, b'","timestamp":', 14)
+        dst += 14
+        dst += _write_uint(dst, <unsigned long long>now)
+        memcpy(dst, PyBytes_AS_STRING(tail), PyBytes_GET_SIZE(tail))
+
+    cdef dict _envelope_dict(self, tuple entry, msg, unsigned long long i, time_t now):
+        cdef char uuid_text[36]
+
+        _write_uuid4(uuid_text)
+        return {
+            "topic": entry[0],
+            "msg": msg,
+            "timestamp": int(now),
+            "msg_id": self._year[:self._year_len].decode("ascii") + "-" + uuid_text[:36].decode("ascii"),
+            "i": i,
+            "username": self.username,
+        }
+
+    cpdef tuple build(self, topic=None, msg=None, modname=None, pre_fire_hook=None):
+        """Build one envelope: returns (frame0 bytes, envelope dict or None, frame1 bytes).
+
+        The dict is only built when a hook needs it.  Nothing is counted
+        until the body has been encoded.
+        """
+        cdef tuple entry
+        cdef bytes body, frame1
+        cdef time_t now
+        cdef dict envelope
+
+        if not topic:
+            topic = "unspecified"
+        if not msg:
+            msg = {}
+        if not modname:
+            modname = guess_modname()
+        entry = self._topic_entry(topic, modname)
+
+        now = time(NULL)
+        self._tick(now)
+        if pre_fire_hook is not None:
+            envelope = self._envelope_dict(entry, msg, self._i + 1, now)
+            pre_fire_hook(envelope)
+            frame1 = encode_json(envelope)
+            self._i += 1
+            return (<bytes>entry[1], envelope, frame1)
+
+        body = encode_json(msg)
+        self._i += 1
+        frame1 = PyBytes_FromStringAndSize(NULL, self._envelope_size(body, entry, self._i, now))
+        self._write_envelope(PyBytes_AS_STRING(frame1), body, entry, self._i, now)
+        return (<bytes>entry[1], None, frame1)
+
+    # -- sending -----------------------------------------------------------
+
+    cdef int _check_open(self) except -1:
+        if self._handle == NULL:
+            raise _errors.ClosedError(
+                "this fastfedmsg context has been destroyed; call fastfedmsg.init() "
+                "again (or just publish) to get a new one")
+        return 0
+
+    cdef int _send_frames(self, bytes frame0, bytes frame1) except -1:
+        cdef ffm_msg_t part
+        cdef Py_ssize_t n
+
+        n = PyBytes_GET_SIZE(frame0)
+        _msg_init_size(&part, n)
+        memcpy(_msg_data(&part), PyBytes_AS_STRING(frame0), n)
+        if _msg_send(&part, self._handle, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0:
+            _msg_close(&part)
+            _raise_zmq()
+        n = PyBytes_GET_SIZE(frame1)
+        _msg_init_size(&part, n)
+        memcpy(_msg_data(&part), PyBytes_AS_STRING(frame1), n)
+        if _msg_send(&part, self._handle, ZMQ_DONTWAIT) < 0:
+            _msg_close(&part)
+            _raise_zmq()
+        self.sent += 1
+        return 0
+
+    cdef int _publish(self, topic, msg, modname, pre_fire_hook) except -1:
+        # Sends never block: PUB sockets drop at the high-water mark instead,
+        # so the GIL is kept (releasing it would cost more than the send).
+        cdef tuple entry, built
+        cdef bytes body, frame0
+        cdef time_t now
+        cdef ffm_msg_t part
+        cdef Py_ssize_t n
+
+        self._check_open()
+        if pre_fire_hook is not None:
+            built = self.build(topic, msg, modname, pre_fire_hook)
+            return self._send_frames(<bytes>built[0], <bytes>built[2])
+
+        if not topic:
+            topic = "unspecified"
+        if not msg:
+            msg = {}
+        entry = self._topic_entry(topic, modname)
+        body = encode_json(msg)
+
+        now = time(NULL)
+        self._tick(now)
+        self._i += 1
+
+        frame0 = <bytes>entry[1]
+        n = PyBytes_GET_SIZE(frame0)
+        _msg_init_size(&part, n)
+        memcpy(_msg_data(&part), PyBytes_AS_STRING(frame0), n)
+        if _msg_send(&part, self._handle, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0:
+            _msg_close(&part)
+            _raise_zmq()
+
+        _msg_init_size(&part, self._envelope_size(body, entry, self._i, now))
+        self._write_envelope(<char *>_msg_data(&part), body, entry, self._i, now)
+        if _msg_send(&part, self._handle, ZMQ_DONTWAIT) < 0:
+            _msg_close(&part)
+            _raise_zmq()
+        self.sent += 1
+        return 0
+
+    def publish(self, topic=None, msg=None, modname=None, pre_fire_hook=None):
+        """Publish one message, as fedmsg.publish does."""
+        if not modname:
+            modname = guess_modname()
+        self._publish(topic, msg, modname, pre_fire_hook)
+
+    def send_frames(self, bytes frame0, bytes frame1):
+        """Send two ready frames (used by signing, which must see the envelope)."""
+        self._check_open()
+        self._send_frames(frame0, frame1)
+
+    def publish_many(self, items, modname=None):
+        """Publish every item of ``items`` in one call.
+
+        Each item is a ``(topic, msg)`` pair or a dict with ``topic``, ``msg``
+        and optionally ``modname``.  Envelopes, counters and errors are those
+        of one publish per item; an item that fails raises
+        fastfedmsg.errors.PublishManyError naming its index, after the items
+        before it were sent and before any after it.
+        """
+        cdef Py_ssize_t index = 0
+        cdef object item, item_modname
+
+        self._check_open()
+        if not modname:
+            modname = guess_modname()
+        for item in items:
+            try:
+                if type(item) is tuple and len(<tuple>item) == 2:
+                    self._publish((<tuple>item)[0], (<tuple>item)[1], modname, None)
+                elif isinstance(item, dict):
+                    item_modname = (<dict>item).get("modname") or modname
+                    self._publish((<dict>item).get("topic"), (<dict>item).get("msg"),
+                                  item_modname, None)
+                elif isinstance(item, (tuple, list)) and len(item) == 2:
+                    self._publish(item[0], item[1], modname, None)
+                else:
+                    raise _errors.InvalidMessageError(
+                        "expected a (topic, msg) pair or a dict with 'topic' and 'msg', "
+                        "found %s" % (type(item).__name__,))
+            except (TypeError, ValueError) as exc:
+                raise _errors.PublishManyError(index, exc) from exc
+            index += 1
+        return index
+
+
+cdef str _as_text(value, str what):
+    if type(value) is str:
+        return <str>value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, bytes):
+        try:
+            return (<bytes>value).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _errors.InvalidTopicError(
+                "%s %r is not valid UTF-8 (%s); pass text (str) or UTF-8 bytes"
+                % (what, value, exc.reason)) from exc
+    raise _errors.InvalidTopicError(
+        "%s must be a str, found %s %r" % (what, type(value).__name__, value))
+
+
+cdef int _raise_zmq() except -1:
+    cdef int err = _zmq_errno()
+
+    raise zmq.ZMQError(err)
+
+
+# ---------------------------------------------------------------------------
+# The module-level publish: one thread-local lookup, then the compiled path.
+
+#: Per-thread state shared with the Python shell (fastfedmsg.api): the shell
+#: stores the thread's context in ``context`` and the object that sends in
+#: ``publisher`` (a Publisher, or a transport with the same publish method).
+thread_state = threading.local()
+cdef object _thread_state = thread_state
+cdef object _init_from_publish = None
+
+
+def set_init_hook(hook):
+    """Called by the shell: ``hook(**kw)`` builds a context on first publish."""
+    global _init_from_publish
+    _init_from_publish = hook
+
+
+def publish(topic=None, msg=None, modname=None, pre_fire_hook=None, **kw):
+    """Publish ``msg`` on ``topic``, creating this thread's context first if needed.
+
+    Arguments and behaviour are fedmsg.publish's: the full topic is
+    ``topic_prefix.environment.modname.topic`` unless ``modname.topic``
+    already starts with the prefix; ``modname`` defaults to the caller's
+    top-level package; an empty ``msg`` is sent as ``{}``.  Keyword arguments
+    are passed to init() when this call creates the context.
+    """
+    cdef object publisher = getattr(_thread_state, "publisher", None)
+
+    if publisher is None:
+        publisher = _init_from_publish(**kw)
+    if not modname:
+        modname = guess_modname()
+    if type(publisher) is Publisher:
+        (<Publisher>publisher)._check_open()
+        (<Publisher>publisher)._publish(topic, msg, modname, pre_fire_hook)
+    else:
+        publisher.publish(topic, msg, modname, pre_fire_hook)
+
+
+def publish_many(items, modname=None):
+    """Publish many messages in one call; see Publisher.publish_many."""
+    cdef object publisher = getattr(_thread_state, "publisher", None)
+
+    if publisher is None:
+        publisher = _init_from_publish()
+    if not modname:
+        modname = guess_modname()
+    return publisher.publish_many(items, modname)

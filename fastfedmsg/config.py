@@ -1,0 +1,336 @@
+"""Loading and checking fedmsg configuration.
+
+fastfedmsg reads the files fedmsg reads, in the same order, with the same
+merge rules: each file is Python that defines a dict named ``config``.
+
+Where the files are looked for
+------------------------------
+If the environment variable ``FEDMSG_CONFIG`` is set, it names the one place
+to read (a file, or a directory whose ``*.py`` files are read in name order),
+as fedmsg's newer loader does; nothing else is read.  Otherwise, as
+``fedmsg.init()`` does:
+
+1. ``/etc/fedmsg.d/*.py``, ``~/.fedmsg.d/*.py``, ``./fedmsg.d/*.py`` and, in a
+   virtual environment, ``$VIRTUAL_ENV/etc/fedmsg.d/*.py`` (each in name order);
+2. then ``/etc/fedmsg-config.py``, ``~/.fedmsg-config.py``,
+   ``./fedmsg-config.py``.
+
+Nested dicts merge across files; any other value is replaced; later files win.
+The merged files then replace the defaults below key by key, and init()'s
+keyword arguments replace the result key by key.
+
+Keys (defaults in DEFAULTS)
+---------------------------
+topic_prefix (str)          first part of every full topic
+environment (str)           second part: dev, stg, prod
+name (str or None)          whose endpoints to bind; guessed when missing
+endpoints (dict)            name -> endpoint or list of endpoints
+relay_inbound (str)         where active publishers connect (fastfedmsg-relay)
+active (bool)               connect to relay_inbound instead of binding
+io_threads (int >= 0)       libzmq I/O threads of the context
+post_init_sleep (s >= 0)    pause after init so subscribers can connect
+high_water_mark (int >= 0)  SNDHWM/RCVHWM in messages; 0 means no limit
+zmq_linger (ms >= -1)       how long close waits for unsent messages
+zmq_enabled (bool)          publish over ZeroMQ; False needs another transport
+zmq_tcp_keepalive (-1..1), zmq_tcp_keepalive_cnt, _idle (s), _intvl (s)
+zmq_reconnect_ivl (ms), zmq_reconnect_ivl_max (ms)
+sign_messages (bool), crypto_backend (str), ssldir (str), certnames (dict),
+cert_prefix (str)           X.509 signing (see fastfedmsg.crypto)
+stomp_uri, stomp_user, stomp_pass, stomp_ssl_crt, stomp_ssl_key,
+stomp_heartbeat (ms)        the STOMP transport (zmq_enabled=False)
+mute (bool)                 build no socket: this program never publishes
+
+Keys not listed pass through unchecked, as fedmsg lets them.
+"""
+
+import copy
+import glob
+import logging
+import numbers
+import os
+import traceback
+
+from fastfedmsg.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: Where a default came from, for error messages.
+DEFAULT_SOURCE = "fastfedmsg's defaults"
+KEYWORD_SOURCE = "init() keyword arguments"
+
+DEFAULTS = {
+    "topic_prefix": "org.fedoraproject",
+    "environment": "dev",
+    "io_threads": 1,
+    "post_init_sleep": 0.5,
+    "timeout": 2,
+    "print_config": False,
+    "high_water_mark": 0,
+    "zmq_linger": 1000,
+    "zmq_enabled": True,
+    "zmq_tcp_keepalive": 1,
+    "zmq_tcp_keepalive_cnt": 3,
+    "zmq_tcp_keepalive_idle": 60,
+    "zmq_tcp_keepalive_intvl": 5,
+    "zmq_reconnect_ivl": 100,
+    "zmq_reconnect_ivl_max": 1000,
+    "active": False,
+    "persistent_store": None,
+    "relay_inbound": "tcp://127.0.0.1:2001",
+    "sign_messages": False,
+    "crypto_backend": "x509",
+    "ssldir": "/etc/pki/fedmsg",
+    "certnames": {},
+}
+
+#: Keys whose values are masked wherever the config is shown.
+SECRET_KEYS = ("stomp_pass", "stomp_ssl_key", "stomp_ssl_crt", "ssldir",
+               "ca_cert_location", "crl_location")
+
+
+# -- validators: each returns the value (possibly normalised) or raises a
+#    ValueError whose text says what was expected.
+
+def _text(value):
+    if not isinstance(value, str):
+        raise ValueError("a string")
+    return value
+
+
+def _optional_text(value):
+    return value if value is None else _text(value)
+
+
+def _flag(value):
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError("True or False")
+
+
+def _int_at_least(low):
+    def check(value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+            raise ValueError("a whole number >= %d" % low)
+        return int(value)
+    return check
+
+
+def _seconds(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value < 0:
+        raise ValueError("a number of seconds >= 0")
+    return value
+
+
+def _endpoint_list(value):
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ValueError("an endpoint string such as 'tcp://127.0.0.1:3000' or a list of them")
+
+
+def _endpoints(value):
+    if not isinstance(value, dict):
+        raise ValueError("a dict mapping each name to an endpoint or a list of endpoints")
+    checked = {}
+    for name, endpoints in value.items():
+        try:
+            checked[name] = _endpoint_list(endpoints)
+        except ValueError as exc:
+            raise ValueError("for name %r, %s" % (name, exc)) from None
+    return checked
+
+
+def _mapping(value):
+    if not isinstance(value, dict):
+        raise ValueError("a dict")
+    return value
+
+
+VALIDATORS = {
+    "topic_prefix": _text,
+    "environment": _text,
+    "name": _optional_text,
+    "endpoints": _endpoints,
+    "relay_inbound": _optional_text,
+    "active": _flag,
+    "io_threads": _int_at_least(0),
+    "post_init_sleep": _seconds,
+    "timeout": _seconds,
+    "high_water_mark": _int_at_least(0),
+    "zmq_linger": _int_at_least(-1),
+    "zmq_enabled": _flag,
+    "zmq_tcp_keepalive": _int_at_least(-1),
+    "zmq_tcp_keepalive_cnt": _int_at_least(-1),
+    "zmq_tcp_keepalive_idle": _int_at_least(-1),
+    "zmq_tcp_keepalive_intvl": _int_at_least(-1),
+    "zmq_reconnect_ivl": _int_at_least(-1),
+    "zmq_reconnect_ivl_max": _int_at_least(0),
+    "sign_messages": _flag,
+    "mute": _flag,
+    "crypto_backend": _optional_text,
+    "ssldir": _optional_text,
+    "certnames": _mapping,
+    "cert_prefix": _optional_text,
+    "stomp_uri": _optional_text,
+    "stomp_user": _optional_text,
+    "stomp_pass": _optional_text,
+    "stomp_ssl_crt": _optional_text,
+    "stomp_ssl_key": _optional_text,
+    "stomp_heartbeat": _int_at_least(0),
+}
+
+
+# -- finding and reading files -------------------------------------------------
+
+def _python_files_in(directory):
+    return sorted(glob.glob(os.path.join(glob.escape(directory), "*.py")))
+
+
+def config_files():
+    """The config files that would be read now, in reading order."""
+    override = os.environ.get("FEDMSG_CONFIG")
+    if override:
+        if os.path.isdir(override):
+            return _python_files_in(override)
+        return [override]
+
+    folders = ["/etc/fedmsg.d", os.path.expanduser("~/.fedmsg.d"),
+               os.path.join(os.getcwd(), "fedmsg.d")]
+    if os.environ.get("VIRTUAL_ENV"):
+        folders.append(os.path.join(os.environ["VIRTUAL_ENV"], "etc", "fedmsg.d"))
+    singles = ["/etc/fedmsg-config.py", os.path.expanduser("~/.fedmsg-config.py"),
+               os.path.join(os.getcwd(), "fedmsg-config.py")]
+    found = []
+    for folder in folders:
+        found.extend(_python_files_in(folder))
+    found.extend(path for path in singles if os.path.isfile(path))
+    return found
+
+
+def _read_file(path):
+    try:
+        with open(path, "rb") as handle:
+            source = handle.read()
+    except OSError as exc:
+        raise ConfigError("cannot read config file %s: %s" % (path, exc.strerror),
+                          source=path) from exc
+    try:
+        code = compile(source, path, "exec")
+    except SyntaxError as exc:
+        raise ConfigError(
+            "config file %s has a syntax error at line %s: %s; fix the file or move it "
+            "out of the config folder" % (path, exc.lineno, exc.msg), source=path) from exc
+
+    namespace = {"__file__": path, "__name__": "fedmsg_config"}
+    try:
+        exec(code, namespace)
+    except Exception as exc:
+        line = traceback.extract_tb(exc.__traceback__)[-1].lineno
+        raise ConfigError("config file %s failed at line %s: %s: %s"
+                          % (path, line, type(exc).__name__, exc), source=path) from exc
+
+    config = namespace.get("config")
+    if not isinstance(config, dict):
+        raise ConfigError(
+            "config file %s must define a dict named 'config'; found %s"
+            % (path, "nothing" if config is None else type(config).__name__), source=path)
+    return config
+
+
+def _merge(into, update, sources, path, top=True):
+    for key, value in update.items():
+        if isinstance(into.get(key), dict) and isinstance(value, dict):
+            _merge(into[key], value, sources, path, top=False)
+        else:
+            into[key] = copy.deepcopy(value)
+        if top:
+            sources[key] = path
+
+
+class Config(dict):
+    """The merged configuration: a dict, plus ``sources`` (key -> file) and
+    ``files`` (the files read, in order)."""
+
+    def __init__(self, values=(), sources=None, files=()):
+        super().__init__(values)
+        self.sources = dict(sources or {})
+        self.files = list(files)
+
+    def source_of(self, key):
+        return self.sources.get(key, DEFAULT_SOURCE)
+
+
+_cache = {}
+
+
+def load_config(files=None, **overrides):
+    """Read and check the configuration; keyword arguments win over files.
+
+    ``files`` replaces the search described in this module's docstring.
+    Files are re-read only when one changed.  Raises ConfigError (a
+    ValueError) naming the file and key of anything wrong.
+    """
+    paths = list(config_files() if files is None else files)
+    stamp = tuple((path, _mtime(path)) for path in paths)
+    if stamp not in _cache:
+        merged, sources = {}, {}
+        for path in paths:
+            _merge(merged, _read_file(path), sources, path)
+        _cache.clear()
+        _cache[stamp] = (merged, sources)
+    merged, sources = _cache[stamp]
+
+    config = Config(copy.deepcopy(DEFAULTS), files=paths)
+    for key, value in merged.items():
+        config[key] = copy.deepcopy(value)
+        config.sources[key] = sources[key]
+    for key, value in overrides.items():
+        config[key] = value
+        config.sources[key] = KEYWORD_SOURCE
+
+    check(config)
+    return config
+
+
+def _mtime(path):
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
+def check(config):
+    """Validate every known key in place; raise ConfigError on the first bad one."""
+    if "endpoints" not in config:
+        files = getattr(config, "files", [])
+        where = ("read " + ", ".join(files)) if files else (
+            "found no config file (set FEDMSG_CONFIG, or see fastfedmsg.config)")
+        raise ConfigError(
+            "no 'endpoints' in the configuration: %s. Define config['endpoints'] = "
+            "{'NAME': ['tcp://127.0.0.1:PORT']} in a config file, or pass "
+            "endpoints=... to init()" % where, key="endpoints")
+
+    for key, validator in VALIDATORS.items():
+        if key not in config:
+            continue
+        try:
+            config[key] = validator(config[key])
+        except ValueError as exc:
+            source = config.source_of(key) if isinstance(config, Config) else "the config"
+            raise ConfigError(
+                "config key %r (set in %s) must be %s; found %s %r"
+                % (key, source, exc, type(config[key]).__name__, config[key]),
+                key=key, source=source) from None
+    return config
+
+
+def masked(config):
+    """A copy of ``config`` safe to print: passwords and key paths replaced."""
+    shown = copy.deepcopy(dict(config))
+    for key in SECRET_KEYS:
+        if shown.get(key):
+            shown[key] = "********"
+    return shown

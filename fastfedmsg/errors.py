@@ -1,0 +1,99 @@
+"""Every exception fastfedmsg raises.
+
+One tree rooted in FastFedmsgError.  Where fedmsg raised a builtin for the
+same problem, the class also derives from that builtin, so that an
+``except IOError`` or ``except AttributeError`` written for fedmsg still
+catches it.
+"""
+
+
+class FastFedmsgError(Exception):
+    """Base class of every fastfedmsg error."""
+
+
+# -- configuration -----------------------------------------------------------
+
+class ConfigError(FastFedmsgError, ValueError):
+    """A config file or value is wrong.
+
+    Attributes: ``key`` (or None), ``source`` (the file or "init() keyword"
+    that set it, or None).
+    """
+
+    def __init__(self, message, key=None, source=None):
+        super().__init__(message)
+        self.key = key
+        self.source = source
+
+
+class AlreadyInitializedError(FastFedmsgError, ValueError):
+    """init() was called twice in one thread (fedmsg: ValueError)."""
+
+
+# -- sockets and transports --------------------------------------------------
+
+class BindError(FastFedmsgError, IOError):
+    """No endpoint listed for the name could be bound (fedmsg: IOError).
+
+    ``attempts`` is a list of (endpoint, reason) pairs.
+    """
+
+    def __init__(self, message, name=None, attempts=()):
+        super().__init__(message)
+        self.name = name
+        self.attempts = list(attempts)
+
+
+class NoEndpointError(FastFedmsgError, AttributeError):
+    """No endpoint is configured for the publisher's name (fedmsg: AttributeError)."""
+
+    def __init__(self, message, name=None):
+        super().__init__(message)
+        self.name = name
+
+
+class NoTransportError(FastFedmsgError, AttributeError):
+    """ZeroMQ is disabled and no other transport is configured (fedmsg: AttributeError)."""
+
+
+class NoRelayError(FastFedmsgError, KeyError):
+    """active=True but no relay address is configured (fedmsg: KeyError)."""
+
+    def __str__(self):
+        # KeyError's str() is the repr of its argument; show the sentence.
+        return str(self.args[0]) if self.args else ""
+
+
+class ClosedError(FastFedmsgError, RuntimeError):
+    """The context was destroyed and then used."""
+
+
+# -- messages ----------------------------------------------------------------
+
+class EncodeError(FastFedmsgError, TypeError):
+    """The message body holds a value JSON cannot carry."""
+
+
+class InvalidMessageError(FastFedmsgError, ValueError):
+    """The message cannot be sent as given (cycle, bad shape)."""
+
+
+class InvalidTopicError(FastFedmsgError, ValueError):
+    """The topic or modname is not usable text."""
+
+
+class PublishManyError(FastFedmsgError, TypeError, ValueError):
+    """One item of publish_many() failed.
+
+    ``index`` is its position; the items before it were sent, none after it.
+    ``error`` is the underlying exception.  Caught by ``except TypeError``
+    and ``except ValueError`` alike, as a single publish() would have raised
+    one of the two.
+    """
+
+    def __init__(self, index, error):
+        super().__init__(
+            "item %d could not be published: %s (items 0..%d were sent, none after)"
+            % (index, error, index - 1))
+        self.index = index
+        self.error = error
