@@ -26,13 +26,14 @@ upgrade.  So this module builds without ``zmq.h``.
 The core never logs; errors are raised as fastfedmsg.errors types.
 """
 
-import math
 import os
 import threading
 import time as _pytime
 import json as _stdjson
 import datetime as _datetime
+import enum as _enum
 import getpass as _getpass
+import uuid as _uuid
 
 import orjson
 import zmq
@@ -42,6 +43,8 @@ from fastfedmsg import errors as _errors
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.object cimport PyObject
+from cpython.float cimport PyFloat_AS_DOUBLE
+from libc.math cimport isfinite
 from libc.string cimport memcpy
 from libc.stdint cimport uintptr_t
 
@@ -51,7 +54,22 @@ cdef extern from "<time.h>" nogil:
     struct tm:
         int tm_year
     time_t time(time_t *t)
+    struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    int clock_gettime(int clk_id, timespec *tp)
+    int CLOCK_REALTIME
     tm *localtime_r(const time_t *timep, tm *result)
+
+
+cdef inline time_t _wall_seconds() noexcept:
+    # fedmsg sends int(time.time()).  time(NULL) reads the coarse clock, which
+    # lags CLOCK_REALTIME by up to a scheduler tick and so can still give the
+    # previous second just after a second starts.
+    cdef timespec now
+
+    clock_gettime(CLOCK_REALTIME, &now)
+    return now.tv_sec
 
 
 cdef extern from "Python.h":
@@ -62,41 +80,72 @@ include "_libzmq.pxi"
 
 
 # ---------------------------------------------------------------------------
-# JSON: orjson first, fedmsg's own encoding where the two would disagree.
+# JSON: orjson where it provably agrees with fedmsg, fedmsg's own encoder
+# (the stdlib one with fedmsg's settings and default hook) everywhere else.
+#
+# A body is first scanned with exact type checks (cheaper than the encoding):
+#   _PLAIN  only exact dict/list/tuple/str/int/bool/None and finite floats:
+#           orjson alone;
+#   _HOOKED also datetimes, dates, sets, objects with __json__, and
+#           subclasses of the JSON types (read the way the stdlib encoder
+#           reads them): orjson with fedmsg_default, whose results are
+#           scanned in turn;
+#   _STDLIB anything else (NaN and infinities, UUIDs and Enums that orjson
+#           would encode but fedmsg refuses, unknown types, deep nesting):
+#           fedmsg's encoder, which also raises fedmsg's errors.
+# orjson still refuses integers beyond 64 bits and non-string keys with a
+# TypeError; those bodies go to fedmsg's encoder too.
 
 cdef object _orjson_dumps = orjson.dumps
+cdef int _ORJSON_PLAIN = orjson.OPT_SORT_KEYS
 cdef int _ORJSON_OPTS = (orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
                          | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS)
+
+DEF _PLAIN = 0
+DEF _HOOKED = 1
+DEF _STDLIB = 2
+DEF _SCAN_DEPTH = 200
+
+#: Types orjson encodes itself even when they define __json__; fedmsg would
+#: call __json__ (or refuse them).
+cdef tuple _ORJSON_NATIVE = (_enum.Enum, _uuid.UUID)
+cdef type _DateTime = _datetime.datetime
+cdef type _Date = _datetime.date
 
 
 def fedmsg_default(obj):
     """The ``default`` hook, giving what fedmsg's encoder gives for ``obj``.
 
     The stdlib encoder that fedmsg uses serialises subclasses of the JSON
-    builtins as their base type before it ever calls ``default``; orjson, with
-    OPT_PASSTHROUGH_SUBCLASS, hands them to us, so they are converted first.
+    builtins as their base type before it ever calls ``default``, reading the
+    raw value (a str subclass's ``__str__`` is never called; a dict subclass
+    is read through ``items()``); orjson, with OPT_PASSTHROUGH_SUBCLASS,
+    hands them to us, so they are converted the same way first.
     """
     if isinstance(obj, str):
-        return str(obj)
-    if isinstance(obj, bool):
-        return bool(obj)
+        return str.__str__(obj)
     if isinstance(obj, int):
-        return int(obj)
+        return int.__int__(obj)
     if isinstance(obj, float):
-        return float(obj)
+        return float.__float__(obj)
     if isinstance(obj, dict):
-        return dict(obj)
-    if isinstance(obj, (list, tuple)):
-        return list(obj)
-    if hasattr(obj, "__json__"):
-        return obj.__json__()
-    if isinstance(obj, (_datetime.datetime, _datetime.date)):
-        return _pytime.mktime(obj.timetuple())
-    if isinstance(obj, _pytime.struct_time):
-        return _pytime.mktime(obj)
-    if isinstance(obj, set):
-        return list(obj)
-    raise TypeError("Object of type %s is not JSON serializable" % type(obj).__name__)
+        return dict(obj.items())
+    if isinstance(obj, list):
+        return list.copy(obj)
+    if isinstance(obj, tuple):
+        return list(tuple.__iter__(obj))
+    return _stdlib_default(obj)
+
+
+def _orjson_default(obj):
+    # fedmsg_default for encode_json: a converted value that orjson would
+    # encode differently from fedmsg (a __json__() result holding NaN or a
+    # UUID, say) makes orjson fail, and encode_json falls back to fedmsg's
+    # encoder for the whole body.
+    value = fedmsg_default(obj)
+    if _scan(value, 0) == _STDLIB:
+        raise TypeError("needs fedmsg's encoder")
+    return value
 
 
 def _stdlib_default(obj):
@@ -119,26 +168,83 @@ canonical_encoder = _stdjson.JSONEncoder(
 cdef object _canonical_encode = canonical_encoder.encode
 
 
-cdef bint _has_nonfinite(obj, int depth=0):
-    # orjson writes NaN and infinities as null, fedmsg as NaN/Infinity; only
-    # a body whose orjson output contains "null" needs this walk.
+cdef inline int _worse(int a, int b):
+    return a if a > b else b
+
+
+cdef int _scan_items(object items, int depth, int level) except -1:
     cdef object value
 
-    if depth > 200:
-        return True
-    if type(obj) is float:
-        return not math.isfinite(obj)
+    for value in items:
+        level = _worse(level, _scan(value, depth))
+        if level == _STDLIB:
+            break
+    return level
+
+
+cdef inline bint _plain_text_or_number(object value):
+    # Most values in a body are leaves: checked inline, without a call.
+    cdef type kind = type(value)
+
+    return kind is str or kind is int or kind is bool or value is None
+
+
+cdef int _scan(object obj, int depth) except -1:
+    """How ``obj`` must be encoded: _PLAIN, _HOOKED or _STDLIB (see above)."""
+    cdef type kind = type(obj)
+    cdef object value
+    cdef int level = _PLAIN
+
+    if kind is str or kind is int or kind is bool or obj is None:
+        return _PLAIN
+    if kind is float:
+        return _PLAIN if isfinite(PyFloat_AS_DOUBLE(obj)) else _STDLIB
+    if depth >= _SCAN_DEPTH:
+        return _STDLIB
+
+    if kind is dict:
+        for value in (<dict>obj).values():
+            if not _plain_text_or_number(value):
+                level = _worse(level, _scan(value, depth + 1))
+                if level == _STDLIB:
+                    break
+        return level
+    if kind is list:
+        for value in <list>obj:
+            if not _plain_text_or_number(value):
+                level = _worse(level, _scan(value, depth + 1))
+                if level == _STDLIB:
+                    break
+        return level
+    if kind is tuple:
+        for value in <tuple>obj:
+            if not _plain_text_or_number(value):
+                level = _worse(level, _scan(value, depth + 1))
+                if level == _STDLIB:
+                    break
+        return level
+    if kind is _DateTime or kind is _Date:
+        return _HOOKED
+
+    # Subclasses of the JSON types: the stdlib encoder reads their raw value
+    # and never looks at __json__; fedmsg_default does the same.
+    if isinstance(obj, str) or isinstance(obj, int):
+        return _HOOKED
+    if isinstance(obj, float):
+        return _HOOKED if isfinite(PyFloat_AS_DOUBLE(obj)) else _STDLIB
+    if isinstance(obj, list):
+        return _scan_items(list.copy(obj), depth + 1, _HOOKED)
+    if isinstance(obj, tuple):
+        return _scan_items(tuple.__iter__(obj), depth + 1, _HOOKED)
     if isinstance(obj, dict):
-        for value in obj.values():
-            if _has_nonfinite(value, depth + 1):
-                return True
-    elif isinstance(obj, (list, tuple)):
-        for value in obj:
-            if _has_nonfinite(value, depth + 1):
-                return True
-    elif isinstance(obj, float):
-        return not math.isfinite(obj)
-    return False
+        if kind.items is not dict.items:
+            return _STDLIB
+        return _scan_items((<dict>obj).values(), depth + 1, _HOOKED)
+    if hasattr(obj, "__json__") and not isinstance(obj, _ORJSON_NATIVE):
+        return _HOOKED
+    if isinstance(obj, set):
+        return _scan_items(obj, depth + 1, _HOOKED)
+    return _STDLIB
 
 
 cpdef bytes encode_json(obj):
@@ -146,17 +252,21 @@ cpdef bytes encode_json(obj):
 
     Raises fastfedmsg.errors.EncodeError (a TypeError) for a type JSON cannot
     carry and fastfedmsg.errors.InvalidMessageError (a ValueError) for values
-    such as circular references.
+    such as circular references, where fedmsg raises TypeError and ValueError.
     """
-    cdef bytes out
+    cdef int level = _scan(obj, 0)
 
-    try:
-        out = _orjson_dumps(obj, default=fedmsg_default, option=_ORJSON_OPTS)
-    except TypeError:
-        return _encode_stdlib(obj)
-    if b"null" in out and _has_nonfinite(obj):
-        return _encode_stdlib(obj)
-    return out
+    if level == _PLAIN:
+        try:
+            return _orjson_dumps(obj, option=_ORJSON_PLAIN)
+        except TypeError:
+            pass
+    elif level == _HOOKED:
+        try:
+            return _orjson_dumps(obj, default=_orjson_default, option=_ORJSON_OPTS)
+        except TypeError:
+            pass
+    return _encode_stdlib(obj)
 
 
 cdef bytes _encode_stdlib(obj):
@@ -487,7 +597,7 @@ cdef class Publisher:
             modname = guess_modname()
         entry = self._topic_entry(topic, modname)
 
-        now = time(NULL)
+        now = _wall_seconds()
         self._tick(now)
         if pre_fire_hook is not None:
             envelope = self._envelope_dict(entry, msg, self._i + 1, now)
@@ -551,7 +661,7 @@ cdef class Publisher:
         entry = self._topic_entry(topic, modname)
         body = encode_json(msg)
 
-        now = time(NULL)
+        now = _wall_seconds()
         self._tick(now)
         self._i += 1
 
@@ -621,7 +731,7 @@ cdef str _as_text(value, str what):
     if type(value) is str:
         return <str>value
     if isinstance(value, str):
-        return str(value)
+        return str.__str__(value)  # the raw text, as str.join reads it
     if isinstance(value, bytes):
         try:
             return (<bytes>value).decode("utf-8")
@@ -629,8 +739,8 @@ cdef str _as_text(value, str what):
             raise _errors.InvalidTopicError(
                 "%s %r is not valid UTF-8 (%s); pass text (str) or UTF-8 bytes"
                 % (what, value, exc.reason)) from exc
-    raise _errors.InvalidTopicError(
-        "%s must be a str, found %s %r" % (what, type(value).__name__, value))
+    raise _errors.TopicTypeError(
+        "%s must be a str (or UTF-8 bytes), found %s %r" % (what, type(value).__name__, value))
 
 
 cdef int _raise_zmq() except -1:

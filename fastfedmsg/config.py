@@ -25,8 +25,11 @@ topic_prefix (str)          first part of every full topic
 environment (str)           second part: dev, stg, prod
 name (str or None)          whose endpoints to bind; guessed when missing
 endpoints (dict)            name -> endpoint or list of endpoints
-relay_inbound (str)         where active publishers connect (fastfedmsg-relay)
+relay_inbound (str or list) where active publishers connect (the first that
+                            connects wins; fastfedmsg-relay binds there)
 active (bool)               connect to relay_inbound instead of binding
+active_connect_timeout (s)  active mode: wait at most this long for the relay's
+                            subscription (None: use post_init_sleep)
 io_threads (int >= 0)       libzmq I/O threads of the context
 post_init_sleep (s >= 0)    pause after init so subscribers can connect
 high_water_mark (int >= 0)  SNDHWM/RCVHWM in messages; 0 means no limit
@@ -34,17 +37,50 @@ zmq_linger (ms >= -1)       how long close waits for unsent messages
 zmq_enabled (bool)          publish over ZeroMQ; False needs another transport
 zmq_tcp_keepalive (-1..1), zmq_tcp_keepalive_cnt, _idle (s), _intvl (s)
 zmq_reconnect_ivl (ms), zmq_reconnect_ivl_max (ms)
-sign_messages (bool), crypto_backend (str), ssldir (str), certnames (dict),
-cert_prefix (str)           X.509 signing (see fastfedmsg.crypto)
+sign_messages (bool)        sign every envelope (needs the 'sign' extra)
+crypto_backend (str)        'x509', the only backend fastfedmsg signs with
+ssldir (str)                folder of CERTNAME.key and CERTNAME.crt
+certnames (dict)            key -> CERTNAME; the key is cert_prefix + '.' +
+                            short host name, else name (relay_inbound:
+                            'shell.' + short host name)
+cert_prefix (str)           see certnames
+crypto_digest (str)         sha1 (default; what fedmsg's checkers accept),
+                            sha256, sha384 or sha512
+validate_signatures (bool)  subscribers check signatures (fastfedmsg.crypto)
+crypto_validate_backends (list of str)  backends a checker accepts; x509
+crypto_validate_digests (list of str)   digests a checker accepts; default
+                            ['sha1', 'sha256']
+ca_cert_location (str)      CA certificate, a path or https:// URL (fedmsg's
+                            default: Fedora's CA over HTTPS)
+crl_location (str or None)  CRL, a path or https:// URL; None checks no CRL
+routing_policy (dict)       full topic -> list of certificate common names
+routing_nitpicky (bool)     reject topics missing from routing_policy
 stomp_uri, stomp_user, stomp_pass, stomp_ssl_crt, stomp_ssl_key,
-stomp_heartbeat (ms)        the STOMP transport (zmq_enabled=False)
+stomp_heartbeat (ms)        the STOMP transport (zmq_enabled=False), with
+                            fedmsg's names: 'host:port,host:port' tried in
+                            order, login (default guest/guest), client
+                            certificate for TLS, heart-beat interval (0: none)
+stomp_ssl_ca (str)          CA file to check the broker's TLS certificate
+                            (default: the system's CAs)
+stomp_vhost (str)           CONNECT's host header, the broker's virtual host
+                            (default '/', RabbitMQ's default vhost)
+stomp_destination (str)     template of the SEND destination, with {topic}
+                            for the full topic (default '{topic}', as Moksha;
+                            RabbitMQ needs '/topic/{topic}' or
+                            '/exchange/amq.topic/{topic}')
+stomp_confirm (bool)        ask a receipt for every message and return from
+                            publish once the broker confirmed (default False)
+stomp_confirm_timeout (s)   longest wait for a confirmation (default 30)
+stomp_connect_timeout (s)   longest wait for one broker to answer (default 10)
+stomp_queue_limit (int)     messages kept while no broker takes them; past
+                            it publish raises BrokerQueueFullError (default
+                            10000)
 mute (bool)                 build no socket: this program never publishes
 
 Keys not listed pass through unchecked, as fedmsg lets them.
 """
 
 import copy
-import glob
 import logging
 import numbers
 import os
@@ -123,12 +159,40 @@ def _seconds(value):
     return value
 
 
+def _positive_seconds(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+        raise ValueError("a number of seconds > 0")
+    return value
+
+
+def _destination_template(value):
+    if not isinstance(value, str) or not value:
+        raise ValueError("a destination template such as '/topic/{topic}'")
+    try:
+        value.format(topic="org.fedoraproject.dev.example")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError("a destination template whose only field is {topic} (%s)"
+                         % (exc,)) from None
+    return value
+
+
 def _endpoint_list(value):
     if isinstance(value, str):
         return [value]
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         return list(value)
     raise ValueError("an endpoint string such as 'tcp://127.0.0.1:3000' or a list of them")
+
+
+def _optional_endpoint_list(value):
+    # fedmsg's own fedmsg.d/relay.py, and Fedora's configs, give relay_inbound
+    # as a list; a string stays a string.
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ValueError("an endpoint string such as 'tcp://127.0.0.1:2001', a non-empty list "
+                     "of them, or None")
 
 
 def _endpoints(value):
@@ -149,13 +213,43 @@ def _mapping(value):
     return value
 
 
+DIGEST_NAMES = ("sha1", "sha256", "sha384", "sha512")
+
+
+def _digest_name(value):
+    if isinstance(value, str) and value.strip().lower() in DIGEST_NAMES:
+        return value.strip().lower()
+    raise ValueError("one of %s (fedmsg's checkers accept only sha1)" % ", ".join(DIGEST_NAMES))
+
+
+def _digest_names(value):
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError("a non-empty list of digest names from %s" % ", ".join(DIGEST_NAMES))
+    return [_digest_name(name) for name in value]
+
+
+def _optional_text_list(value):
+    if value is None:
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ValueError("a list of strings or None")
+
+
+def _optional_mapping(value):
+    return value if value is None else _mapping(value)
+
+
 VALIDATORS = {
     "topic_prefix": _text,
     "environment": _text,
     "name": _optional_text,
     "endpoints": _endpoints,
-    "relay_inbound": _optional_text,
+    "relay_inbound": _optional_endpoint_list,
     "active": _flag,
+    "active_connect_timeout": lambda value: value if value is None else _seconds(value),
     "io_threads": _int_at_least(0),
     "post_init_sleep": _seconds,
     "timeout": _seconds,
@@ -174,19 +268,41 @@ VALIDATORS = {
     "ssldir": _optional_text,
     "certnames": _mapping,
     "cert_prefix": _optional_text,
+    "crypto_digest": _digest_name,
+    "validate_signatures": _flag,
+    "crypto_validate_backends": _optional_text_list,
+    "crypto_validate_digests": _digest_names,
+    "ca_cert_location": _optional_text,
+    "crl_location": _optional_text,
+    "routing_policy": _optional_mapping,
+    "routing_nitpicky": _flag,
     "stomp_uri": _optional_text,
     "stomp_user": _optional_text,
     "stomp_pass": _optional_text,
     "stomp_ssl_crt": _optional_text,
     "stomp_ssl_key": _optional_text,
     "stomp_heartbeat": _int_at_least(0),
+    "stomp_ssl_ca": _optional_text,
+    "stomp_vhost": _text,
+    "stomp_destination": _destination_template,
+    "stomp_confirm": _flag,
+    "stomp_confirm_timeout": _positive_seconds,
+    "stomp_connect_timeout": _positive_seconds,
+    "stomp_queue_limit": _int_at_least(0),
 }
 
 
 # -- finding and reading files -------------------------------------------------
 
 def _python_files_in(directory):
-    return sorted(glob.glob(os.path.join(glob.escape(directory), "*.py")))
+    # As fedmsg: every name ending in .py, hidden ones included (glob would
+    # skip those), sorted; folders named *.py are skipped, not read.
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    paths = (os.path.join(directory, name) for name in names if name.endswith(".py"))
+    return sorted(path for path in paths if os.path.isfile(path))
 
 
 def config_files():

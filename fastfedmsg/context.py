@@ -4,12 +4,26 @@ A Context owns a zmq.Context, at most one PUB socket, and the compiled
 Publisher (fastfedmsg._core) that writes envelopes into that socket.  Naming,
 binding and socket options follow fedmsg.core.FedMsgContext; the errors are
 clearer (fastfedmsg.errors).
+
+Active mode (active=True) connects to a relay instead of binding.  A
+connect is asynchronous and a PUB socket drops whatever it sends before the
+relay's subscription has reached it, so fedmsg's short-lived scripts relied on
+post_init_sleep.  Here the active socket is an XPUB (the same wire protocol
+as PUB, so every fedmsg relay accepts it) and init() waits until the relay's
+subscription arrives, at most ``active_connect_timeout`` seconds (default:
+post_init_sleep), then returns at once: a script that publishes one message
+and exits delivers it when a relay is up and never blocks longer than that
+bound when none is.  Every open context is destroyed at interpreter exit, so
+queued messages still go out within zmq_linger ms.
 """
 
+import atexit
 import logging
 import socket
 import sys
+import threading
 import time
+import weakref
 
 import zmq
 
@@ -75,16 +89,40 @@ class _CannotPublish:
     publish_many = publish
 
 
+#: Contexts not yet destroyed; _destroy_open_contexts closes them at exit.
+_open_contexts = weakref.WeakSet()
+
+
+def _destroy_open_contexts():
+    """Destroy the contexts still open, so their queued messages are sent
+    (each socket waits at most zmq_linger ms) before the interpreter exits."""
+    main = threading.main_thread()
+    for context in list(_open_contexts):
+        owner = context.owner_thread
+        if owner is not main and owner.is_alive():
+            # A daemon thread may still be using its socket, and a ZeroMQ
+            # socket must not be closed under a thread that uses it.
+            log.debug("fastfedmsg leaves the context of live thread %s open at exit",
+                      owner.name)
+            continue
+        context.destroy()
+
+
+atexit.register(_destroy_open_contexts)
+
+
 class Context:
     """The publishing state of one thread, built from a checked config."""
 
     def __init__(self, config):
         self.config = config
         self.hostname = short_hostname()
+        self.owner_thread = threading.current_thread()
         self.zmq_context = None
         self.socket = None
         self.endpoint = None
         self.publisher = None
+        self.relay_subscribed = False
 
         if config.get("active"):
             config["name"] = config.get("name") or "relay_inbound"
@@ -100,8 +138,12 @@ class Context:
             self.publisher = self._other_transport()
         else:
             self._open_zmq()
+        if config.get("sign_messages"):
+            self.publisher = self._signing(self.publisher)
 
-        if config.get("post_init_sleep"):
+        if self.socket is not None and config.get("active"):
+            self._wait_for_relay()
+        elif config.get("post_init_sleep"):
             time.sleep(config["post_init_sleep"])
 
     # -- ZeroMQ ----------------------------------------------------------------
@@ -125,7 +167,9 @@ class Context:
                 return
 
         self.zmq_context = zmq.Context(config.get("io_threads", 1))
-        sock = self.zmq_context.socket(zmq.PUB)
+        # XPUB sends exactly as PUB does and also reports subscriptions, which
+        # is how active mode knows the relay is listening (_wait_for_relay).
+        sock = self.zmq_context.socket(zmq.XPUB if method == "connect" else zmq.PUB)
         try:
             apply_socket_options(sock, config)
             sock.setsockopt(zmq.LINGER, config.get("zmq_linger", 1000))
@@ -137,6 +181,7 @@ class Context:
             raise
 
         self.socket = sock
+        _open_contexts.add(self)
         self.publisher = _core.Publisher(
             sock, config["topic_prefix"], config["environment"], _core.username())
         log.debug("fastfedmsg %s %s as %r", method, self.endpoint, self.name)
@@ -151,6 +196,25 @@ class Context:
                 "in the config and run fastfedmsg-relay or fedmsg-relay there")
         return [relay] if isinstance(relay, str) else list(relay)
 
+    def _wait_for_relay(self):
+        """Block until the relay's subscription reaches the XPUB socket, or
+        until active_connect_timeout (default post_init_sleep) seconds pass."""
+        timeout = self.config.get("active_connect_timeout")
+        if timeout is None:
+            timeout = self.config.get("post_init_sleep", 0)
+        started = time.monotonic()
+
+        # The first frame an XPUB receives is a subscription (b"\x01" + prefix).
+        if timeout > 0 and self.socket.poll(int(timeout * 1000), zmq.POLLIN):
+            while self.socket.poll(0, zmq.POLLIN):
+                self.socket.recv(zmq.NOBLOCK)
+            self.relay_subscribed = True
+            log.debug("relay at %s subscribed after %.3f s", self.endpoint,
+                      time.monotonic() - started)
+        else:
+            log.info("no relay subscribed at %s within %.3f s; messages published "
+                     "before one does are dropped", self.endpoint, timeout)
+
     def _attach(self, sock, method, endpoints):
         attempts = []
         for endpoint in endpoints:
@@ -159,7 +223,7 @@ class Context:
                 getattr(sock, method)(address)
                 return address
             except zmq.ZMQError as exc:
-                attempts.append((address, str(exc)))
+                attempts.append((address, zmq.strerror(exc.errno)))
         raise BindError(
             "could not %s a publishing socket for name %r; tried %s. Free one of these "
             "ports, list another endpoint for the name, or publish through a relay "
@@ -178,10 +242,28 @@ class Context:
             "nowhere to publish; set 'stomp_uri' (for example 'localhost:61613') to "
             "publish through a STOMP broker, or set zmq_enabled=True"))
 
+    # -- signing -----------------------------------------------------------------
+
+    def _signing(self, publisher):
+        """Wrap ``publisher`` so every envelope is signed (fastfedmsg.crypto).
+
+        The key and certificate are read at the first publish, so a missing
+        certnames entry or file raises there, as in fedmsg.
+        """
+        if isinstance(publisher, _CannotPublish):
+            return publisher
+        if not (hasattr(publisher, "build") and hasattr(publisher, "send_frames")):
+            return _CannotPublish(NoTransportError(
+                "sign_messages=True, but the %s transport cannot sign messages; publish "
+                "over ZeroMQ or set sign_messages=False" % type(publisher).__name__))
+        from fastfedmsg.crypto import SigningPublisher
+        return SigningPublisher(publisher, self.config, hostname=self.hostname)
+
     # -- lifecycle ---------------------------------------------------------------
 
     def destroy(self):
         """Close the socket (with its linger) and the ZeroMQ context."""
+        _open_contexts.discard(self)
         publisher, self.publisher = self.publisher, None
         if isinstance(publisher, _core.Publisher):
             log.debug("fastfedmsg closing %s after %d messages", self.endpoint, publisher.sent)

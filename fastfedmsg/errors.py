@@ -97,3 +97,82 @@ class PublishManyError(FastFedmsgError, TypeError, ValueError):
             % (index, error, index - 1))
         self.index = index
         self.error = error
+
+
+# -- signing -----------------------------------------------------------------
+
+class CertnameError(FastFedmsgError, KeyError):
+    """sign_messages=True, but ``certnames`` has no entry for the key that
+    fedmsg's lookup rules give (fedmsg: KeyError).  ``key`` is that key."""
+
+    def __init__(self, message, key=None):
+        super().__init__(message)
+        self.key = key
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""
+
+
+class SigningKeyError(FastFedmsgError, IOError):
+    """The private key or certificate for signing is missing, unreadable,
+    unusable or mismatched (fedmsg: IOError for a missing file).
+    ``paths`` lists the files expected."""
+
+    def __init__(self, message, paths=()):
+        super().__init__(message)
+        self.paths = list(paths)
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""
+
+
+# -- brokers (the STOMP transport) ----------------------------------------------
+
+class BrokerError(FastFedmsgError, IOError):
+    """Publishing through a message broker failed.
+
+    ``broker`` is the "host:port" concerned, or None when no broker answered.
+    """
+
+    def __init__(self, message, broker=None):
+        super().__init__(message)
+        self.broker = broker
+
+
+class BrokerRefusedError(BrokerError):
+    """The broker answered with an ERROR frame: it refused the credentials
+    (``refused == "credentials"``) or a destination (``"destination"``).
+
+    ``reason`` is the broker's own text; ``destination`` the refused one, or None.
+    """
+
+    def __init__(self, message, broker=None, refused=None, reason=None, destination=None):
+        super().__init__(message, broker)
+        self.refused = refused
+        self.reason = reason
+        self.destination = destination
+
+
+class BrokerTimeoutError(BrokerError, TimeoutError):
+    """Confirmed publishing: the broker did not confirm in time.
+
+    ``unconfirmed`` is how many messages of the call were still unconfirmed;
+    they may or may not have reached the broker and will not be sent again.
+    """
+
+    def __init__(self, message, broker=None, unconfirmed=0):
+        super().__init__(message, broker)
+        self.unconfirmed = unconfirmed
+
+
+class BrokerQueueFullError(BrokerError, BufferError):
+    """More messages wait for a broker than stomp_queue_limit allows; the
+    message was not queued."""
+
+
+class TopicTypeError(InvalidTopicError, TypeError):
+    """The topic or modname is neither str nor bytes.
+
+    fedmsg raises TypeError there (it joins the parts with str.join), so this
+    is caught by ``except TypeError`` as well as ``except ValueError``.
+    """

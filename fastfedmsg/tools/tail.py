@@ -1,0 +1,164 @@
+"""fastfedmsg-tail: print the messages published on the bus, one JSON line each.
+
+It subscribes to every endpoint in the config (or to each ``--endpoint``)
+and writes each decoded envelope to stdout as it arrives.  ``--count`` and
+``--timeout`` make it stop by itself, for scripts and tests.  Ctrl-C closes
+the sockets and exits quietly.
+"""
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+
+import zmq
+
+from fastfedmsg.config import load_config
+from fastfedmsg.context import apply_socket_options
+from fastfedmsg.errors import FastFedmsgError
+from fastfedmsg.tools.common import add_common_arguments, configure_logging, loads, use_config
+
+log = logging.getLogger(__name__)
+
+PROG = "fastfedmsg-tail"
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Print every message published on the configured endpoints, one JSON "
+                    "line each.")
+    parser.add_argument("--endpoint", action="append", metavar="ADDRESS",
+                        help="subscribe to this endpoint instead of the configured ones "
+                             "(repeatable)")
+    parser.add_argument("--topic", default="",
+                        help="print only messages whose full topic starts with this")
+    parser.add_argument("--count", type=int, metavar="N",
+                        help="stop after N messages")
+    parser.add_argument("--timeout", type=float, metavar="S",
+                        help="stop after S seconds without a message")
+    parser.add_argument("--pretty", action="store_true",
+                        help="indent each message and sort its keys")
+    parser.add_argument("--config", metavar="FILE",
+                        help="read this config file (or folder) instead of the usual ones")
+    add_common_arguments(parser)
+    return parser
+
+
+def endpoints_to_tail(args):
+    """The endpoints to subscribe to and the config for socket options."""
+    if args.endpoint:
+        return list(args.endpoint), {}
+    config = load_config()
+    endpoints = []
+    for name, addresses in config["endpoints"].items():
+        if name == "relay_inbound":
+            continue
+        endpoints.extend(address for address in addresses if address not in endpoints)
+    return endpoints, config
+
+
+def open_subscribers(zmq_context, endpoints, topic, config):
+    sockets = []
+    for endpoint in endpoints:
+        sub = zmq_context.socket(zmq.SUB)
+        sockets.append(sub)
+        sub.setsockopt(zmq.LINGER, 0)
+        apply_socket_options(sub, config)
+        sub.setsockopt(zmq.SUBSCRIBE, topic.encode("utf-8"))
+        sub.connect(endpoint)
+        log.debug("tailing %s", endpoint)
+    return sockets
+
+
+def format_message(message, pretty):
+    if pretty:
+        return json.dumps(message, indent=2, sort_keys=True, ensure_ascii=False)
+    return json.dumps(message, ensure_ascii=False)
+
+
+def tail(sockets, count=None, timeout=None, pretty=False, out=sys.stdout):
+    """Print messages until ``count`` arrived or ``timeout`` s passed without one.
+
+    Returns the number printed.
+    """
+    poller = zmq.Poller()
+    for sub in sockets:
+        poller.register(sub, zmq.POLLIN)
+
+    printed = 0
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while count is None or printed < count:
+        wait_ms = None
+        if deadline is not None:
+            wait_ms = max(0, int((deadline - time.monotonic()) * 1000))
+        ready = poller.poll(wait_ms)
+        if not ready:
+            break
+        for sub, _event in ready:
+            frames = sub.recv_multipart()
+            try:
+                message = loads(frames[-1])
+            except (ValueError, UnicodeDecodeError) as exc:
+                log.warning("skipped a message on %r whose body is not JSON: %s",
+                            frames[0][:200], exc)
+                continue
+            out.write(format_message(message, pretty) + "\n")
+            out.flush()
+            printed += 1
+            if count is not None and printed >= count:
+                break
+        if deadline is not None:
+            deadline = time.monotonic() + timeout
+    return printed
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    configure_logging(PROG, args.verbose)
+    if args.config:
+        use_config(args.config)
+
+    try:
+        endpoints, config = endpoints_to_tail(args)
+    except FastFedmsgError as exc:
+        print("%s: %s" % (PROG, exc), file=sys.stderr)
+        return 2
+    if not endpoints:
+        print("%s: no endpoint to subscribe to: the config lists none under 'endpoints'; "
+              "add some or pass --endpoint ADDRESS" % PROG, file=sys.stderr)
+        return 2
+
+    zmq_context = zmq.Context()
+    sockets = []
+    try:
+        sockets = open_subscribers(zmq_context, endpoints, args.topic, config)
+        printed = tail(sockets, args.count, args.timeout, args.pretty)
+    except KeyboardInterrupt:
+        return 130
+    except zmq.ZMQError as exc:
+        print("%s: cannot subscribe: %s; pass endpoints such as tcp://127.0.0.1:9940"
+              % (PROG, exc), file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader went away (tail ... | head).  Point stdout at /dev/null so
+        # the interpreter's final flush does not fail too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    finally:
+        for sub in sockets:
+            sub.close(linger=0)
+        zmq_context.term()
+
+    if args.count is not None and printed < args.count:
+        print("%s: %d of %d messages arrived before %.1f s of silence"
+              % (PROG, printed, args.count, args.timeout), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
