@@ -49,7 +49,8 @@ def fedmsg_thread_state():
 
 
 def close_fedmsg():
-    """Destroy this thread's fedmsg context, if any, without waiting on linger.
+    """Destroy this thread's fedmsg context, if any, without waiting on linger,
+    and forget fedmsg's cached config so that no later test inherits it.
 
     fedmsg.destroy() itself would call init() in a thread that never had a
     context, and fedmsg sets no LINGER on a bound socket, so it is done here.
@@ -63,6 +64,7 @@ def close_fedmsg():
         context.destroy()
     if hasattr(state, "__context"):
         delattr(state, "__context")
+    vars(fedmsg.config)["__cache"] = {}
 
 
 class FedmsgPublisher:

@@ -28,6 +28,7 @@ import zmq
 
 import fastfedmsg
 import oracle
+from fastfedmsg import _core
 from conftest import Subscriber, free_port, load_corpus, write_config
 
 pytestmark = pytest.mark.integration
@@ -471,7 +472,6 @@ def test_pre_fire_hook_sees_and_changes_the_same_envelope(make_pair):
 def test_timestamp_is_int_time_time_across_a_second_boundary():
     """fedmsg stamps int(time.time()); so must fastfedmsg, right after a second starts
     too (the coarse clock behind C's time() still shows the previous second then)."""
-    from fastfedmsg import _core
 
     publisher = _core.Publisher(None, "org.fedoraproject", "prod", "u")
     start = time.time()

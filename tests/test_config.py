@@ -21,6 +21,8 @@ import oracle
 from conftest import free_port, write_config
 from fastfedmsg import config as ffconfig
 
+pytestmark = pytest.mark.integration
+
 ORDER = "CONFIG_READ_ORDER"
 
 

@@ -19,6 +19,8 @@ import oracle
 from conftest import free_port, write_config
 from fastfedmsg import errors
 
+pytestmark = pytest.mark.integration
+
 ADDRESS_IN_USE = "Address already in use"
 
 

@@ -264,7 +264,8 @@ def relay_addresses(config):
         log.info("no endpoints['relay_outbound'] in the config; using fedmsg's default "
                  "%s", DEFAULT_OUTBOUND)
         outbound = [DEFAULT_OUTBOUND]
-    return [inbound], list(outbound)
+    inbound = [inbound] if isinstance(inbound, str) else list(inbound)
+    return inbound, list(outbound)
 
 
 def serve(relay):

@@ -258,7 +258,7 @@ class _LinkListener(stomp.ConnectionListener):
     """Hands one link's events to its StompPublisher (runs on stomp.py's reader thread)."""
 
     def __init__(self, owner, link):
-        self.owner = weakref.proxy(owner)
+        self.owner = owner
         self.link = link
 
     def on_connected(self, frame):
