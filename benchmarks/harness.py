@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
-EXTRA_BENCHMARKS = ("relay_bench", "stomp_bench", "signing_bench")
+EXTRA_BENCHMARKS = ("relay_bench", "stomp_bench", "signing_bench", "soak")
 
 
 class Plan:
@@ -82,6 +82,7 @@ class Plan:
         self.rss_chunk = 20_000 if quick else 100_000
         self.rss_warmup = 100_000 if quick else 1_000_000
         self.init_repeats = 50 if quick else 200
+        self.instruction_messages = 2000 if quick else 5000
 
 
 # ---------------------------------------------------------------------------
@@ -398,6 +399,56 @@ def measure_init(library, plan, scratch):
     }
 
 
+def measure_instructions(keys, plan, scratch):
+    """Instructions per message in each competitor's publishing thread (callgrind).
+
+    Independent of the machine's load, unlike every other figure here: each
+    competitor runs under ``valgrind --tool=callgrind`` twice, sending 0 and
+    then N corpus messages after the same warm-up, and the difference of the
+    main thread's instruction counts is divided by N.  The kernel's work and
+    ZeroMQ's I/O thread are not in the figure.
+    """
+    if shutil.which("valgrind") is None:
+        raise WorkerError("--instructions needs valgrind on the PATH; install it (apt-get "
+                          "install valgrind) or leave --instructions out")
+    results = {}
+    for key in keys:
+        count = plan.instruction_messages // (20 if key == "fedmsg_guessed" else 1)
+        totals = []
+        for messages in (0, count):
+            port = free_port()
+            config = write_config(os.path.join(scratch, "cg-%s-%d.py" % (key, port)), port)
+            prefix = os.path.join(scratch, "cg-%s-%d" % (key, messages))
+            command = ["valgrind", "--tool=callgrind", "--separate-threads=yes",
+                       "--callgrind-out-file=%s.%%p" % prefix, sys.executable, "-m",
+                       "benchmarks.workers", "instructions", key, "--port", str(port),
+                       "--config", config, "--count", str(messages)]
+            env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+            env.pop("FEDMSG_CONFIG", None)
+            log.info("  callgrind: %s, %d messages", COMPETITORS[key].label, messages)
+            done = subprocess.run(command, cwd=str(REPO_ROOT), env=env, timeout=1800,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            if done.returncode != 0:
+                raise WorkerError("callgrind run of %s failed (status %d): %s" % (
+                    key, done.returncode, done.stderr.decode(errors="replace")[-2000:]))
+            totals.append(_main_thread_instructions(prefix))
+        results[key] = {"messages": count,
+                        "instructions_per_message": (totals[1] - totals[0]) / count}
+    return results
+
+
+def _main_thread_instructions(prefix):
+    # With --separate-threads, thread 1 (the main thread) is written to PREFIX.PID-01.
+    folder, stem = os.path.split(prefix)
+    for name in os.listdir(folder):
+        if name.startswith(stem + ".") and name.endswith("-01"):
+            with open(os.path.join(folder, name), encoding="utf-8") as handle:
+                for line in handle:
+                    if line.startswith("summary:") or line.startswith("totals:"):
+                        return int(line.split()[1])
+    raise WorkerError("no callgrind output for the main thread under %s" % prefix)
+
+
 # ---------------------------------------------------------------------------
 # Versions and the other helpers' benchmarks.
 
@@ -455,8 +506,12 @@ def parse_args(argv):
                         help="draw delivered rate against body size (implies --sweep)")
     parser.add_argument("--sweep", action="store_true",
                         help="also measure bodies of 100 B to 64 KiB")
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count instructions per message under callgrind (needs "
+                             "valgrind; a few minutes; unaffected by the machine's load)")
     parser.add_argument("--only", metavar="KEY", action="append", choices=sorted(COMPETITORS),
-                        help="measure only these competitors' throughput (repeatable)")
+                        help="measure only these competitors (repeatable): %s"
+                             % ", ".join(COMPETITORS))
     parser.add_argument("--skip", action="append", default=[],
                         choices=["throughput", "latency", "memory", "init", "extra"],
                         help="leave out a part of the run (repeatable)")
@@ -480,7 +535,8 @@ def main(argv=None):
         "workload": {"corpus_messages": len(workload.load_corpus()),
                      "sweep_sizes": list(workload.SWEEP_SIZES) if sweep else []},
         "plan": {k: v for k, v in vars(plan).items()},
-        "throughput": {}, "sweep": {}, "latency": {}, "memory": None, "init": {},
+        "throughput": {}, "sweep": {}, "instructions": {}, "latency": {}, "memory": None,
+        "init": {},
         "extra": {}, "errors": [],
     }
 
@@ -501,6 +557,13 @@ def main(argv=None):
             for work, by_key in measured.items():
                 for key, figure in by_key.items():
                     results["sweep"].setdefault(key, {})[work] = figure
+
+        if args.instructions:
+            log.info("instructions per message (callgrind)")
+            measured = attempt("instruction counts",
+                               lambda: measure_instructions(keys, plan, scratch))
+            if measured:
+                results["instructions"] = measured
 
         if "latency" not in args.skip:
             # Alternate the competitors, so that a noisy moment on the

@@ -180,6 +180,24 @@ def render(results):
             rows.append(row)
         lines.extend(_table(["publisher"] + ["%d B" % s for s in sizes], rows))
 
+    if results.get("instructions"):
+        lines.append("")
+        lines.append("Instructions per message in the publishing thread (callgrind; the "
+                     "corpus; independent of the machine's load; kernel and ZeroMQ I/O thread "
+                     "not counted):")
+        counted = results["instructions"]
+        baseline = counted.get("fedmsg", {}).get("instructions_per_message")
+        floor = counted.get("floor", {}).get("instructions_per_message")
+        rows = []
+        for key, figure in counted.items():
+            per_message = figure["instructions_per_message"]
+            rows.append([_label(key), "{:,.0f}".format(per_message),
+                         ratio_text(baseline / per_message) if baseline else "-",
+                         ratio_text(floor / per_message) if floor else "-",
+                         "{:,}".format(figure["messages"])])
+        lines.extend(_table(["publisher", "instructions/msg", "fedmsg/this", "floor/this",
+                             "messages"], rows))
+
     if results["latency"]:
         lines.append("")
         lines.append("Latency, publish call to receipt (same machine clock), at a steady "

@@ -3,6 +3,7 @@
 ``python -m benchmarks.workers publisher KEY --port P --config FILE``
 ``python -m benchmarks.workers subscriber --connect tcp://127.0.0.1:P``
 ``python -m benchmarks.workers init LIBRARY --port P --config FILE --repeats N``
+``python -m benchmarks.workers instructions KEY --port P --config FILE --count N``
 
 Each reads one JSON command a line on stdin and answers with JSON lines on
 its original stdout (anything a library prints goes to stderr instead), so
@@ -286,15 +287,53 @@ def time_init(library, repeats, channel):
     channel.reply(seconds=timings)
 
 
+# ---------------------------------------------------------------------------
+# Instruction counts (run under callgrind by the harness).
+
+def send_for_counting(competitor, port, count, warmup):
+    """Send ``warmup`` then ``count`` corpus messages to a SUB socket in this
+    process.  The harness runs this under callgrind twice (with ``count`` 0
+    and N) and divides the difference of the publishing thread's
+    instructions by N."""
+    context = zmq.Context()
+    sub = context.socket(zmq.SUB)
+    sub.setsockopt(zmq.RCVHWM, 0)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect("tcp://127.0.0.1:%d" % port)
+    deadline = time.monotonic() + 120
+    while True:
+        competitor.control(workload.PROBE_TOPIC)
+        if sub.poll(50):
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError("the in-process subscriber received no probe within 120 s")
+
+    items = competitor.prepare(workload.load_corpus())
+    competitor.send(items, warmup)
+    competitor.send(items, count)
+    sub.close(linger=0)
+    context.term()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("role", choices=["publisher", "subscriber", "init"])
+    parser.add_argument("role", choices=["publisher", "subscriber", "init", "instructions"])
     parser.add_argument("name", nargs="?", help="competitor key or library")
     parser.add_argument("--port", type=int)
     parser.add_argument("--config")
     parser.add_argument("--connect")
     parser.add_argument("--repeats", type=int, default=100)
+    parser.add_argument("--count", type=int, default=0)
+    parser.add_argument("--warmup", type=int, default=500)
     args = parser.parse_args(argv)
+
+    if args.role == "instructions":
+        competitor = COMPETITORS[args.name]()
+        competitor.open(args.port, args.config)
+        send_for_counting(competitor, args.port, args.count, args.warmup)
+        competitor.close()
+        return 0
 
     channel = Channel()
     if args.role == "publisher":

@@ -23,6 +23,7 @@ from fastfedmsg.api import (
     publish,
     publish_many,
     send_message,
+    stats,
     tail_messages,
 )
 from fastfedmsg import errors
@@ -37,5 +38,6 @@ __all__ = [
     "publish",
     "publish_many",
     "send_message",
+    "stats",
     "tail_messages",
 ]

@@ -43,6 +43,8 @@ from fastfedmsg import errors as _errors
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.object cimport PyObject
+from cpython.exc cimport PyErr_CheckSignals
+from cpython.pyport cimport PY_SSIZE_T_MAX
 from cpython.float cimport PyFloat_AS_DOUBLE
 from libc.math cimport isfinite
 from libc.string cimport memcpy
@@ -95,11 +97,15 @@ include "_libzmq.pxi"
 #           fedmsg's encoder, which also raises fedmsg's errors.
 # orjson still refuses integers beyond 64 bits and non-string keys with a
 # TypeError; those bodies go to fedmsg's encoder too.
+#
+# Keys are not sorted on this path: fedmsg sorts them, but no subscriber can
+# tell once the JSON is decoded, and sorting costs a sixth of orjson's time.
+# What is signed is still encoded canonically (crypto.py).
 
 cdef object _orjson_dumps = orjson.dumps
-cdef int _ORJSON_PLAIN = orjson.OPT_SORT_KEYS
-cdef int _ORJSON_OPTS = (orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
-                         | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS)
+cdef int _ORJSON_PLAIN = 0
+cdef int _ORJSON_OPTS = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+                         | orjson.OPT_PASSTHROUGH_SUBCLASS)
 
 DEF _PLAIN = 0
 DEF _HOOKED = 1
@@ -313,15 +319,31 @@ cdef bytes _random = b""
 cdef Py_ssize_t _random_pos = RANDOM_BUFFER
 
 
-def _forget_random_after_fork():
+#: Bumped in every child of os.fork().  A Publisher remembers the value it
+#: was made under; a different value means it was inherited from the parent,
+#: whose ZeroMQ sockets a child must never touch.  Comparing two integers
+#: costs nothing per message, where a getpid() would be a system call.
+cdef unsigned long _fork_generation = 0
+
+
+def _after_fork_in_child():
     # A child must never reuse the parent's buffered bytes: its UUIDs would
     # repeat the parent's.
-    global _random, _random_pos
+    global _random, _random_pos, _fork_generation, _username_known
     _random = b""
     _random_pos = RANDOM_BUFFER
+    _fork_generation += 1
+    # A child may change its uid before it publishes; look the name up again.
+    _username_known = False
 
 
-os.register_at_fork(after_in_child=_forget_random_after_fork)
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def fork_generation():
+    """How many os.fork() calls separate this process from the one that
+    imported fastfedmsg (0 there, 1 in its children, ...)."""
+    return _fork_generation
 
 cdef const char *_HEX = b"0123456789abcdef"
 
@@ -437,14 +459,38 @@ cpdef str guess_modname(default="fedmsg"):
 # The publisher.
 
 DEF TOPIC_CACHE_LIMIT = 8192
+DEF ZMQ_EINTR = 4
+DEF SUBSCRIPTIONS_PER_TICK = 1000
+
+# What publish does when a subscriber's queue is at the high-water mark.
+DEF ON_FULL_DROP = 0
+DEF ON_FULL_BLOCK = 1
+DEF ON_FULL_RAISE = 2
+ON_FULL_MODES = ("drop", "block", "raise")
+
+# The pointers in _libzmq.pxi are declared as needing the GIL; the blocking
+# send below runs with the GIL released, so it calls them through nogil types
+# of the same C signature.
+ctypedef int (*msg_send_nogil)(ffm_msg_t *, void *, int) noexcept nogil
+ctypedef int (*errno_nogil)() noexcept nogil
 
 
 cdef class Publisher:
-    """Builds fedmsg envelopes and sends them on one PUB socket.
+    """Builds fedmsg envelopes and sends them on one PUB or XPUB socket.
 
     ``socket`` is a pyzmq socket owned by the caller (it must outlive this
     object; call close() before closing it), or None for a publisher that only
     builds frames (used by the STOMP transport).
+
+    ``on_full`` says what a publish does when a subscriber's queue is at the
+    high-water mark; it only applies to an XPUB socket with ZMQ_XPUB_NODROP
+    set (fastfedmsg.context does that), which refuses such a message whole
+    instead of dropping it silently: 'drop' counts it in ``dropped`` and
+    goes on (fedmsg's behaviour, made visible), 'block' waits for room up to
+    the socket's SNDTIMEO (``send_timeout`` ms, -1 for ever), then raises
+    HighWaterMarkError, 'raise' raises at once.  A refused message uses no
+    ``i``.  ``max_message_size`` (bytes of both frames, None for no limit)
+    refuses larger messages with MessageTooLargeError before anything is sent.
     """
     cdef object _socket
     cdef void *_handle
@@ -453,12 +499,26 @@ cdef class Publisher:
     cdef readonly object username
     cdef unsigned long long _i
     cdef dict _topics
+    cdef Py_ssize_t _topic_count
     cdef time_t _last_second
     cdef char _year[8]
     cdef int _year_len
     cdef public unsigned long long sent
+    cdef readonly unsigned long long dropped
+    cdef int _on_full
+    cdef readonly int send_timeout
+    cdef Py_ssize_t _max_size
+    cdef unsigned long _generation
+    cdef bint _reads_subscriptions
 
-    def __cinit__(self, socket, str topic_prefix, str environment, username=None):
+    def __cinit__(self, socket, str topic_prefix, str environment, username=None,
+                  on_full="drop", int send_timeout=-1, max_message_size=None):
+        if on_full not in ON_FULL_MODES:
+            raise ValueError("on_full must be one of %s, found %r"
+                             % (", ".join(ON_FULL_MODES), on_full))
+        if max_message_size is not None and max_message_size < 1:
+            raise ValueError("max_message_size must be None or a number of bytes >= 1, "
+                             "found %r" % (max_message_size,))
         self._socket = socket
         self._handle = NULL if socket is None else <void *><uintptr_t>socket.underlying
         self.topic_prefix = topic_prefix
@@ -466,9 +526,18 @@ cdef class Publisher:
         self.username = username
         self._i = 0
         self.sent = 0
+        self.dropped = 0
         self._topics = {}
+        self._topic_count = 0
         self._last_second = -1
         self._year_len = 0
+        self._on_full = ON_FULL_MODES.index(on_full)
+        self.send_timeout = send_timeout
+        self._max_size = PY_SSIZE_T_MAX if max_message_size is None else max_message_size
+        self._generation = _fork_generation
+        # An XPUB socket queues every new subscription for its owner to read;
+        # nobody else reads them, so the publisher drops them once a second.
+        self._reads_subscriptions = socket is not None and socket.type == zmq.XPUB
 
     property i:
         """The counter of the last envelope built (fedmsg's ``i``)."""
@@ -479,6 +548,21 @@ cdef class Publisher:
         def __get__(self):
             return self._handle == NULL
 
+    property on_full:
+        """'drop', 'block' or 'raise': see the class docstring."""
+        def __get__(self):
+            return ON_FULL_MODES[self._on_full]
+
+    property max_message_size:
+        """The largest message sent, in bytes of both frames; None: no limit."""
+        def __get__(self):
+            return None if self._max_size == PY_SSIZE_T_MAX else self._max_size
+
+    def stats(self):
+        """{'sent': messages the socket accepted, 'dropped': messages refused
+        at the high-water mark and dropped (on_full='drop')}."""
+        return {"sent": self.sent, "dropped": self.dropped}
+
     def close(self):
         """Forget the socket; publishing afterwards raises."""
         self._handle = NULL
@@ -487,15 +571,29 @@ cdef class Publisher:
     # -- topics ------------------------------------------------------------
 
     cdef tuple _topic_entry(self, topic, modname):
-        cdef tuple key = (modname, topic)
-        cdef object entry = self._topics.get(key)
+        # Two dict lookups (modname, then topic) on strings whose hashes
+        # are cached: cheaper than building and hashing a tuple key.
+        cdef object by_topic, entry
 
-        if entry is not None:
-            return <tuple>entry
+        if type(topic) is not str or type(modname) is not str:
+            # Refuse what is not text before it meets the cache, where an
+            # unhashable value would raise a less helpful TypeError.
+            _as_text(topic, "topic")
+            _as_text(modname, "modname")
+        by_topic = self._topics.get(modname)
+        if by_topic is not None:
+            entry = (<dict>by_topic).get(topic)
+            if entry is not None:
+                return <tuple>entry
         entry = self._make_topic_entry(topic, modname)
-        if len(self._topics) >= TOPIC_CACHE_LIMIT:
+        if self._topic_count >= TOPIC_CACHE_LIMIT:
             self._topics.clear()
-        self._topics[key] = entry
+            self._topic_count = 0
+            by_topic = None
+        if by_topic is None:
+            by_topic = self._topics[modname] = {}
+        (<dict>by_topic)[topic] = entry
+        self._topic_count += 1
         return <tuple>entry
 
     cdef tuple _make_topic_entry(self, topic, modname):
@@ -533,6 +631,23 @@ cdef class Publisher:
             localtime_r(&now, &parts)
             self._year_len = _write_uint(self._year, <unsigned long long>(parts.tm_year + 1900))
             self._last_second = now
+            if (self._reads_subscriptions and self._handle != NULL
+                    and self._generation == _fork_generation):
+                self._drop_subscriptions()
+
+    cdef void _drop_subscriptions(self) noexcept:
+        # XPUB hands every new subscription (and every last unsubscription) to
+        # its owner; unread, they would pile up for as long as subscribers
+        # come and go.  Reading them never blocks and never affects sending.
+        cdef ffm_msg_t frame
+        cdef int k
+
+        for k in range(SUBSCRIPTIONS_PER_TICK):
+            _msg_init(&frame)
+            if _msg_recv(&frame, self._handle, ZMQ_DONTWAIT) < 0:
+                _msg_close(&frame)
+                return
+            _msg_close(&frame)
 
     cdef Py_ssize_t _envelope_size(self, bytes body, tuple entry, unsigned long long i, time_t now):
         # {"i":N,"msg":BODY,"msg_id":"YEAR-UUID","timestamp":T + tail
@@ -615,22 +730,101 @@ cdef class Publisher:
     # -- sending -----------------------------------------------------------
 
     cdef int _check_open(self) except -1:
+        if self._handle == NULL or self._generation != _fork_generation:
+            self._refuse_closed()
+        return 0
+
+    cdef int _refuse_closed(self) except -1:
         if self._handle == NULL:
             raise _errors.ClosedError(
                 "this fastfedmsg context has been destroyed; call fastfedmsg.init() "
                 "again (or just publish) to get a new one")
-        return 0
+        raise _errors.ForkedContextError(
+            "this publisher was made before os.fork() and belongs to the parent "
+            "process; the child (pid %d) must not use its socket. Publish with "
+            "fastfedmsg.publish(), which makes the child a fresh context, or call "
+            "fastfedmsg.destroy() and fastfedmsg.init() in the child" % os.getpid())
+
+    cdef int _refuse_size(self, Py_ssize_t size, tuple entry) except -1:
+        raise _errors.MessageTooLargeError(
+            "the message on %r would be %d bytes, more than max_message_size=%d; "
+            "nothing was sent. Send a smaller body (a link to the data, say) or "
+            "raise max_message_size" % (entry[0], size, self._max_size),
+            size=size, limit=self._max_size)
+
+    cdef int _queue_full(self, ffm_msg_t *part) except -1:
+        """Frame 0 was refused: returns 1 once it is sent, 0 if the message
+        was dropped (counted), or raises; ``part`` is closed unless sent.
+
+        With ZMQ_XPUB_NODROP, a subscriber's queue at the high-water mark
+        refuses the first frame with EAGAIN and nothing of the message is
+        queued (libzmq queues a multipart message whole or not at all), so
+        the message can be counted, waited for or reported.
+        """
+        cdef int err = _zmq_errno()
+        cdef int rc = -1
+        cdef void *handle = self._handle
+        cdef msg_send_nogil send_nogil = <msg_send_nogil><void *>_msg_send
+        cdef errno_nogil errno_of = <errno_nogil><void *>_zmq_errno
+
+        if err == ZMQ_EAGAIN and self._on_full == ON_FULL_DROP:
+            _msg_close(part)
+            self.dropped += 1
+            return 0
+
+        while err == ZMQ_EAGAIN and self._on_full == ON_FULL_BLOCK:
+            # A blocking send waits until a subscriber reads, up to the
+            # socket's SNDTIMEO; the GIL is released meanwhile.
+            with nogil:
+                rc = send_nogil(part, handle, ZMQ_SNDMORE)
+                err = 0 if rc >= 0 else errno_of()
+            if rc >= 0:
+                return 1
+            if err == ZMQ_EINTR:
+                if PyErr_CheckSignals() < 0:
+                    _msg_close(part)
+                    self._forget_last()
+                    return -1
+                err = ZMQ_EAGAIN
+                continue
+            if err == ZMQ_EAGAIN:
+                break
+
+        _msg_close(part)
+        if err != ZMQ_EAGAIN:
+            raise zmq.ZMQError(err)
+        self._forget_last()
+        waited = self.send_timeout if self._on_full == ON_FULL_BLOCK else 0
+        raise _errors.HighWaterMarkError(
+            "a subscriber's queue is full (high_water_mark=%s messages)%s, so the message "
+            "was not sent (on_full=%r). A subscriber is not keeping up: publish again "
+            "later, raise high_water_mark or send_timeout, or set on_full='drop' to drop "
+            "and count such messages" % (
+                self._socket.getsockopt(zmq.SNDHWM),
+                " and stayed full for send_timeout=%d ms" % waited if waited else "",
+                self.on_full),
+            timeout_ms=waited)
+
+    cdef inline void _forget_last(self) noexcept:
+        # A refused message gives its ``i`` back: subscribers see no gap.
+        if self._i > 0:
+            self._i -= 1
 
     cdef int _send_frames(self, bytes frame0, bytes frame1) except -1:
         cdef ffm_msg_t part
         cdef Py_ssize_t n
 
+        if PyBytes_GET_SIZE(frame0) + PyBytes_GET_SIZE(frame1) > self._max_size:
+            self._forget_last()
+            self._refuse_size(PyBytes_GET_SIZE(frame0) + PyBytes_GET_SIZE(frame1),
+                              (frame0.decode("utf-8", "replace"),))
+
         n = PyBytes_GET_SIZE(frame0)
         _msg_init_size(&part, n)
         memcpy(_msg_data(&part), PyBytes_AS_STRING(frame0), n)
         if _msg_send(&part, self._handle, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0:
-            _msg_close(&part)
-            _raise_zmq()
+            if not self._queue_full(&part):
+                return 0
         n = PyBytes_GET_SIZE(frame1)
         _msg_init_size(&part, n)
         memcpy(_msg_data(&part), PyBytes_AS_STRING(frame1), n)
@@ -641,13 +835,14 @@ cdef class Publisher:
         return 0
 
     cdef int _publish(self, topic, msg, modname, pre_fire_hook) except -1:
-        # Sends never block: PUB sockets drop at the high-water mark instead,
-        # so the GIL is kept (releasing it would cost more than the send).
+        # Sends never block here: at the high-water mark the first frame is
+        # refused (ZMQ_XPUB_NODROP) and _queue_full decides; so the GIL is
+        # kept (releasing it would cost more than the send).
         cdef tuple entry, built
         cdef bytes body, frame0
         cdef time_t now
         cdef ffm_msg_t part
-        cdef Py_ssize_t n
+        cdef Py_ssize_t n, size
 
         self._check_open()
         if pre_fire_hook is not None:
@@ -663,17 +858,20 @@ cdef class Publisher:
 
         now = _wall_seconds()
         self._tick(now)
-        self._i += 1
-
         frame0 = <bytes>entry[1]
         n = PyBytes_GET_SIZE(frame0)
+        size = self._envelope_size(body, entry, self._i + 1, now)
+        if n + size > self._max_size:
+            self._refuse_size(n + size, entry)
+        self._i += 1
+
         _msg_init_size(&part, n)
         memcpy(_msg_data(&part), PyBytes_AS_STRING(frame0), n)
         if _msg_send(&part, self._handle, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0:
-            _msg_close(&part)
-            _raise_zmq()
+            if not self._queue_full(&part):
+                return 0
 
-        _msg_init_size(&part, self._envelope_size(body, entry, self._i, now))
+        _msg_init_size(&part, size)
         self._write_envelope(<char *>_msg_data(&part), body, entry, self._i, now)
         if _msg_send(&part, self._handle, ZMQ_DONTWAIT) < 0:
             _msg_close(&part)
@@ -699,7 +897,8 @@ cdef class Publisher:
         and optionally ``modname``.  Envelopes, counters and errors are those
         of one publish per item; an item that fails raises
         fastfedmsg.errors.PublishManyError naming its index, after the items
-        before it were sent and before any after it.
+        before it were sent and before any after it (HighWaterMarkError is
+        raised as itself, with ``index`` set).
         """
         cdef Py_ssize_t index = 0
         cdef object item, item_modname
@@ -721,6 +920,9 @@ cdef class Publisher:
                     raise _errors.InvalidMessageError(
                         "expected a (topic, msg) pair or a dict with 'topic' and 'msg', "
                         "found %s" % (type(item).__name__,))
+            except _errors.HighWaterMarkError as exc:
+                exc.index = index
+                raise
             except (TypeError, ValueError) as exc:
                 raise _errors.PublishManyError(index, exc) from exc
             index += 1
@@ -758,12 +960,37 @@ cdef int _raise_zmq() except -1:
 thread_state = threading.local()
 cdef object _thread_state = thread_state
 cdef object _init_from_publish = None
+cdef object _renew_after_fork = None
 
 
-def set_init_hook(hook):
-    """Called by the shell: ``hook(**kw)`` builds a context on first publish."""
-    global _init_from_publish
+def set_init_hook(hook, renew_after_fork=None):
+    """Called by the shell: ``hook(**kw)`` builds a context on first publish;
+    ``renew_after_fork(**kw)`` replaces, in a child of os.fork(), the
+    context inherited from the parent and returns the new publisher."""
+    global _init_from_publish, _renew_after_fork
     _init_from_publish = hook
+    _renew_after_fork = renew_after_fork
+
+
+cdef object _publisher_after_fork(object publisher, dict kw):
+    # Only reached in a process that was forked: is this thread's publisher
+    # the parent's?  Then it is replaced, never used.
+    cdef object context
+
+    if type(publisher) is Publisher:
+        if (<Publisher>publisher)._generation == _fork_generation:
+            return publisher
+    else:
+        context = getattr(_thread_state, "context", None)
+        if context is None:
+            return publisher
+        if getattr(context, "fork_generation", _fork_generation) == _fork_generation:
+            return publisher
+    if _renew_after_fork is None:
+        raise _errors.ForkedContextError(
+            "this thread's fastfedmsg context was made before os.fork(); call "
+            "fastfedmsg.destroy() and fastfedmsg.init() in the child")
+    return _renew_after_fork(**kw)
 
 
 def publish(topic=None, msg=None, modname=None, pre_fire_hook=None, **kw):
@@ -773,12 +1000,16 @@ def publish(topic=None, msg=None, modname=None, pre_fire_hook=None, **kw):
     ``topic_prefix.environment.modname.topic`` unless ``modname.topic``
     already starts with the prefix; ``modname`` defaults to the caller's
     top-level package; an empty ``msg`` is sent as ``{}``.  Keyword arguments
-    are passed to init() when this call creates the context.
+    are passed to init() when this call creates the context.  In a child of
+    os.fork(), a context inherited from the parent is replaced by a fresh one
+    first.
     """
     cdef object publisher = getattr(_thread_state, "publisher", None)
 
     if publisher is None:
         publisher = _init_from_publish(**kw)
+    elif _fork_generation != 0:
+        publisher = _publisher_after_fork(publisher, kw)
     if not modname:
         modname = guess_modname()
     if type(publisher) is Publisher:
@@ -794,6 +1025,8 @@ def publish_many(items, modname=None):
 
     if publisher is None:
         publisher = _init_from_publish()
+    elif _fork_generation != 0:
+        publisher = _publisher_after_fork(publisher, {})
     if not modname:
         modname = guess_modname()
     return publisher.publish_many(items, modname)

@@ -4,10 +4,18 @@ Contexts are per thread, as in fedmsg: init() builds the calling thread's
 context; the first publish() in a thread without one calls init() with its
 extra keyword arguments.  publish() itself is compiled (fastfedmsg._core) and
 only calls back here to build a context.
+
+A thread's context is destroyed when the thread ends (its socket and
+endpoint are released then, with the linger), and every context left open is
+destroyed at interpreter exit (fastfedmsg.context).  In a child of os.fork(),
+the first publish replaces a context inherited from the parent with a fresh
+one made from the same config; in bind mode that needs an endpoint the parent
+does not hold, and ForkedContextError says so when there is none.
 """
 
 import json
 import logging
+import os
 
 import orjson
 import zmq
@@ -15,7 +23,7 @@ import zmq
 from fastfedmsg import _core
 from fastfedmsg.config import load_config
 from fastfedmsg.context import Context, apply_socket_options
-from fastfedmsg.errors import AlreadyInitializedError
+from fastfedmsg.errors import AlreadyInitializedError, BindError, ForkedContextError
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +47,43 @@ def init(**kw):
             "fedmsg already initialized: this thread has a fastfedmsg context; call "
             "fastfedmsg.destroy() first to build a new one")
 
-    context = Context(load_config(**kw))
+    return _install(Context(load_config(**kw)))
+
+
+def _install(context):
     _state.context = context
     _state.publisher = context.publisher
+    _state.release = _ReleaseAtThreadEnd(context)
+    return context
+
+
+class _ReleaseAtThreadEnd:
+    """Kept in the thread-local state next to the context: when a thread ends,
+    Python drops its thread-local values in that thread, and this destroys
+    the context, releasing its socket and endpoint."""
+
+    __slots__ = ("context",)
+
+    def __init__(self, context):
+        self.context = context
+
+    def __del__(self):
+        context, self.context = self.context, None
+        if context is not None:
+            try:
+                context.destroy()
+            except Exception:  # nothing can be raised from here; say what happened
+                if log is not None:
+                    log.warning("could not destroy the fastfedmsg context of an ended "
+                                "thread", exc_info=True)
+
+
+def _forget_thread_state():
+    context = getattr(_state, "context", None)
+    release = getattr(_state, "release", None)
+    if release is not None:
+        release.context = None
+    _state.context = _state.publisher = _state.release = None
     return context
 
 
@@ -50,16 +92,45 @@ def _init_for_publish(**kw):
     return _state.publisher
 
 
-_core.set_init_hook(_init_for_publish)
+def _renew_after_fork(**kw):
+    """In a child of os.fork(): drop the parent's context (never closing its
+    sockets) and make a fresh one from the same config, or from ``kw``."""
+    inherited = _forget_thread_state()
+    if inherited is not None:
+        inherited.abandon()
+    config = load_config(**kw) if kw or inherited is None else inherited.config
+    try:
+        context = Context(config)
+    except BindError as exc:
+        raise ForkedContextError(
+            "this thread's fastfedmsg context was made before os.fork(), and the "
+            "child (pid %d) cannot bind a fresh one: %s. The parent process still "
+            "holds its endpoints; in the child call fastfedmsg.init() with a name that "
+            "has an endpoint of its own, list a second endpoint for %r, or publish "
+            "through a relay with active=True" % (os.getpid(), exc, config.get("name"))
+        ) from exc
+    log.info("fastfedmsg made a fresh context in forked process %d", os.getpid())
+    return _install(context).publisher
+
+
+_core.set_init_hook(_init_for_publish, _renew_after_fork)
 
 
 def destroy(**kw):
     """Close this thread's context; the next publish builds a new one."""
-    context = getattr(_state, "context", None)
-    _state.context = None
-    _state.publisher = None
+    context = _forget_thread_state()
     if context is not None:
         context.destroy()
+
+
+def stats():
+    """{'sent': n, 'dropped': n} of this thread's context (zeros without one).
+
+    ``dropped`` counts messages refused at the high-water mark with
+    on_full='drop'; see fastfedmsg.config.
+    """
+    context = getattr(_state, "context", None)
+    return context.stats() if context is not None else {"sent": 0, "dropped": 0}
 
 
 def current_context():

@@ -32,7 +32,17 @@ active_connect_timeout (s)  active mode: wait at most this long for the relay's
                             subscription (None: use post_init_sleep)
 io_threads (int >= 0)       libzmq I/O threads of the context
 post_init_sleep (s >= 0)    pause after init so subscribers can connect
+wait_for_subscribers        (count, timeout_s): instead of post_init_sleep,
+                            init returns once count subscriptions arrived, or
+                            raises SubscriberTimeoutError (default None)
 high_water_mark (int >= 0)  SNDHWM/RCVHWM in messages; 0 means no limit
+on_full (str)               at the high-water mark: 'drop' (default, counted
+                            in stats()), 'block' (wait up to send_timeout),
+                            'raise' (HighWaterMarkError)
+send_timeout (ms >= -1)     on_full='block': longest wait; -1 waits for ever
+                            (default 1000)
+max_message_size (bytes)    larger messages raise MessageTooLargeError and are
+                            not sent; None (default) for no limit
 zmq_linger (ms >= -1)       how long close waits for unsent messages
 zmq_enabled (bool)          publish over ZeroMQ; False needs another transport
 zmq_tcp_keepalive (-1..1), zmq_tcp_keepalive_cnt, _idle (s), _intvl (s)
@@ -102,6 +112,10 @@ DEFAULTS = {
     "timeout": 2,
     "print_config": False,
     "high_water_mark": 0,
+    "on_full": "drop",
+    "send_timeout": 1000,
+    "max_message_size": None,
+    "wait_for_subscribers": None,
     "zmq_linger": 1000,
     "zmq_enabled": True,
     "zmq_tcp_keepalive": 1,
@@ -242,6 +256,38 @@ def _optional_mapping(value):
     return value if value is None else _mapping(value)
 
 
+ON_FULL_MODES = ("drop", "block", "raise")
+
+
+def _on_full(value):
+    if isinstance(value, str) and value.strip().lower() in ON_FULL_MODES:
+        return value.strip().lower()
+    raise ValueError("one of %s" % ", ".join(repr(mode) for mode in ON_FULL_MODES))
+
+
+def _optional_size(value):
+    if value is None:
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError("None or a number of bytes >= 1")
+    return int(value)
+
+
+def _subscriber_wait(value):
+    expected = "None or a pair (count, timeout_s) such as (1, 5.0): a whole count >= 1 " \
+               "and a number of seconds > 0"
+    if value is None:
+        return value
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise ValueError(expected)
+    count, timeout = value
+    if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1:
+        raise ValueError(expected)
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not timeout > 0:
+        raise ValueError(expected)
+    return (int(count), float(timeout))
+
+
 VALIDATORS = {
     "topic_prefix": _text,
     "environment": _text,
@@ -254,6 +300,10 @@ VALIDATORS = {
     "post_init_sleep": _seconds,
     "timeout": _seconds,
     "high_water_mark": _int_at_least(0),
+    "on_full": _on_full,
+    "send_timeout": _int_at_least(-1),
+    "max_message_size": _optional_size,
+    "wait_for_subscribers": _subscriber_wait,
     "zmq_linger": _int_at_least(-1),
     "zmq_enabled": _flag,
     "zmq_tcp_keepalive": _int_at_least(-1),

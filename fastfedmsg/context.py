@@ -15,10 +15,29 @@ post_init_sleep), then returns at once: a script that publishes one message
 and exits delivers it when a relay is up and never blocks longer than that
 bound when none is.  Every open context is destroyed at interpreter exit, so
 queued messages still go out within zmq_linger ms.
+
+Faults
+------
+* Slow joiners: ``wait_for_subscribers=(count, timeout_s)`` makes init()
+  return as soon as ``count`` subscriptions have reached the socket, or raise
+  SubscriberTimeoutError; a subscription (unlike an accepted TCP connection)
+  proves that its subscriber gets the next message.  The socket is an XPUB
+  in bind mode too, which counts them.
+* Full queues: the socket sets ZMQ_XPUB_NODROP, so a message that a
+  subscriber's queue (high_water_mark) has no room for is refused whole and
+  ``on_full`` decides: 'drop' (default; counted in stats()), 'block' (wait up
+  to send_timeout ms) or 'raise' (HighWaterMarkError).  Unlike a PUB socket,
+  which drops only for the subscriber that is full, the message is then
+  refused for every subscriber; with high_water_mark 0 (the default) queues
+  are never full.
+* fork: a context made before os.fork() is never used or closed in the
+  child: it is abandoned there (its sockets belong to the parent), and the
+  module-level publish makes the child a fresh one (see api.py).
 """
 
 import atexit
 import logging
+import os
 import socket
 import sys
 import threading
@@ -28,7 +47,13 @@ import weakref
 import zmq
 
 from fastfedmsg import _core
-from fastfedmsg.errors import BindError, NoEndpointError, NoRelayError, NoTransportError
+from fastfedmsg.errors import (
+    BindError,
+    NoEndpointError,
+    NoRelayError,
+    NoTransportError,
+    SubscriberTimeoutError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +135,18 @@ def _destroy_open_contexts():
 
 atexit.register(_destroy_open_contexts)
 
+#: In a child of os.fork(): the contexts inherited from the parent, kept
+#: referenced so that nothing ever closes or collects their sockets there.
+_inherited_contexts = []
+
+
+def _abandon_contexts_after_fork():
+    _inherited_contexts.extend(_open_contexts)
+    _open_contexts.clear()
+
+
+os.register_at_fork(after_in_child=_abandon_contexts_after_fork)
+
 
 class Context:
     """The publishing state of one thread, built from a checked config."""
@@ -123,6 +160,9 @@ class Context:
         self.endpoint = None
         self.publisher = None
         self.relay_subscribed = False
+        self.subscribers_seen = 0
+        self.fork_generation = _core.fork_generation()
+        self._final_stats = {"sent": 0, "dropped": 0}
 
         if config.get("active"):
             config["name"] = config.get("name") or "relay_inbound"
@@ -138,13 +178,21 @@ class Context:
             self.publisher = self._other_transport()
         else:
             self._open_zmq()
-        if config.get("sign_messages"):
-            self.publisher = self._signing(self.publisher)
+        try:
+            if config.get("sign_messages"):
+                self.publisher = self._signing(self.publisher)
 
-        if self.socket is not None and config.get("active"):
-            self._wait_for_relay()
-        elif config.get("post_init_sleep"):
-            time.sleep(config["post_init_sleep"])
+            if self.socket is not None and config.get("wait_for_subscribers"):
+                self._wait_for_subscribers(*config["wait_for_subscribers"])
+            elif self.socket is not None and config.get("active"):
+                self._wait_for_relay()
+            elif self.socket is not None and config.get("post_init_sleep"):
+                # Only a ZeroMQ socket has slow joiners to wait for; STOMP is
+                # connected before init() returns.
+                time.sleep(config["post_init_sleep"])
+        except BaseException:
+            self.destroy()
+            raise
 
     # -- ZeroMQ ----------------------------------------------------------------
 
@@ -167,12 +215,20 @@ class Context:
                 return
 
         self.zmq_context = zmq.Context(config.get("io_threads", 1))
-        # XPUB sends exactly as PUB does and also reports subscriptions, which
-        # is how active mode knows the relay is listening (_wait_for_relay).
-        sock = self.zmq_context.socket(zmq.XPUB if method == "connect" else zmq.PUB)
+        # XPUB sends exactly as PUB does (every SUB socket and relay accepts
+        # it) and also reports subscriptions, which is how init() knows who
+        # is listening (_wait_for_relay, _wait_for_subscribers); with NODROP
+        # it refuses a message at the high-water mark instead of dropping it
+        # unseen, and the Publisher applies on_full.
+        sock = self.zmq_context.socket(zmq.XPUB)
         try:
             apply_socket_options(sock, config)
             sock.setsockopt(zmq.LINGER, config.get("zmq_linger", 1000))
+            sock.setsockopt(zmq.XPUB_NODROP, 1)
+            sock.setsockopt(zmq.SNDTIMEO, config.get("send_timeout", 1000))
+            if config.get("wait_for_subscribers"):
+                # Report every subscription, not only the first to a topic.
+                sock.setsockopt(zmq.XPUB_VERBOSE, 1)
             self.endpoint = self._attach(sock, method, endpoints)
         except BaseException:
             sock.close(linger=0)
@@ -183,7 +239,9 @@ class Context:
         self.socket = sock
         _open_contexts.add(self)
         self.publisher = _core.Publisher(
-            sock, config["topic_prefix"], config["environment"], _core.username())
+            sock, config["topic_prefix"], config["environment"], _core.username(),
+            on_full=config.get("on_full", "drop"), send_timeout=config.get("send_timeout", 1000),
+            max_message_size=config.get("max_message_size"))
         log.debug("fastfedmsg %s %s as %r", method, self.endpoint, self.name)
 
     def _relay_endpoints(self):
@@ -214,6 +272,35 @@ class Context:
         else:
             log.info("no relay subscribed at %s within %.3f s; messages published "
                      "before one does are dropped", self.endpoint, timeout)
+
+    def _wait_for_subscribers(self, count, timeout):
+        """Return once ``count`` subscriptions have arrived; raise
+        SubscriberTimeoutError after ``timeout`` seconds with fewer.
+
+        Every subscription a SUB socket makes counts once (one SUB socket
+        subscribed to two topics counts twice).
+        """
+        started = time.monotonic()
+        deadline = started + timeout
+        seen = 0
+        while seen < count:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.socket.poll(max(1, int(left * 1000)), zmq.POLLIN):
+                break
+            while seen < count and self.socket.poll(0, zmq.POLLIN):
+                if self.socket.recv(zmq.NOBLOCK)[:1] == b"\x01":
+                    seen += 1
+        self.socket.setsockopt(zmq.XPUB_VERBOSE, 0)
+        self.subscribers_seen = seen
+        self.relay_subscribed = bool(seen) and bool(self.config.get("active"))
+        if seen < count:
+            raise SubscriberTimeoutError(
+                "%d of the %d subscriptions asked for by wait_for_subscribers reached %s "
+                "within %.3f s; start the subscribers first (they reconnect on their own), "
+                "give them more time, or ask for fewer" % (seen, count, self.endpoint, timeout),
+                expected=count, seen=seen, timeout=timeout)
+        log.debug("%d subscriptions reached %s after %.3f s", seen, self.endpoint,
+                  time.monotonic() - started)
 
     def _attach(self, sock, method, endpoints):
         attempts = []
@@ -261,9 +348,41 @@ class Context:
 
     # -- lifecycle ---------------------------------------------------------------
 
-    def destroy(self):
-        """Close the socket (with its linger) and the ZeroMQ context."""
+    def stats(self):
+        """{'sent': n, 'dropped': n}: messages the socket accepted, and messages
+        dropped at the high-water mark (on_full='drop'), since init (still
+        readable after destroy())."""
+        publisher = self.publisher
+        while publisher is not None and not hasattr(publisher, "dropped"):
+            publisher = getattr(publisher, "publisher", None)  # a wrapper (signing)
+        if publisher is None:
+            return dict(self._final_stats)
+        return {"sent": publisher.sent, "dropped": publisher.dropped}
+
+    @property
+    def inherited(self):
+        """True in a child of os.fork() for a context the parent made."""
+        return self.fork_generation != _core.fork_generation()
+
+    def abandon(self):
+        """Forget the socket without closing it: for a context inherited over
+        os.fork(), whose ZeroMQ objects only the parent may close."""
         _open_contexts.discard(self)
+        if self.socket is not None or self.zmq_context is not None:
+            _inherited_contexts.append((self.socket, self.zmq_context, self.publisher))
+        self.publisher = self.socket = self.zmq_context = None
+
+    def destroy(self):
+        """Close the socket (with its linger) and the ZeroMQ context.
+
+        In a child of os.fork(), a context the parent made is abandoned
+        instead: closing it there would act on the parent's sockets.
+        """
+        if self.inherited:
+            self.abandon()
+            return
+        _open_contexts.discard(self)
+        self._final_stats = self.stats()
         publisher, self.publisher = self.publisher, None
         if isinstance(publisher, _core.Publisher):
             log.debug("fastfedmsg closing %s after %d messages", self.endpoint, publisher.sent)

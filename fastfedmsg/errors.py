@@ -176,3 +176,49 @@ class TopicTypeError(InvalidTopicError, TypeError):
     fedmsg raises TypeError there (it joins the parts with str.join), so this
     is caught by ``except TypeError`` as well as ``except ValueError``.
     """
+
+
+# -- faults (issue 7) ------------------------------------------------------------
+
+class HighWaterMarkError(FastFedmsgError, BufferError):
+    """on_full='raise' or 'block': the socket's queue for a subscriber is at
+    high_water_mark, so the message was not sent (no part of it).
+
+    ``timeout_ms`` is how long publish waited (0 for on_full='raise');
+    ``index`` is the position of the item in publish_many(), or None.
+    """
+
+    def __init__(self, message, timeout_ms=0, index=None):
+        super().__init__(message)
+        self.timeout_ms = timeout_ms
+        self.index = index
+
+
+class SubscriberTimeoutError(FastFedmsgError, TimeoutError):
+    """wait_for_subscribers: fewer subscriptions than asked for arrived in time.
+
+    ``expected`` and ``seen`` count subscriptions; ``timeout`` is in seconds.
+    """
+
+    def __init__(self, message, expected=0, seen=0, timeout=0.0):
+        super().__init__(message)
+        self.expected = expected
+        self.seen = seen
+        self.timeout = timeout
+
+
+class ForkedContextError(ClosedError):
+    """A context made before os.fork() was used in the child, and no fresh
+    one could be made there (in bind mode the parent still holds the port)."""
+
+
+class MessageTooLargeError(InvalidMessageError):
+    """The built message is larger than max_message_size; nothing was sent.
+
+    ``size`` and ``limit`` are in bytes (both frames together).
+    """
+
+    def __init__(self, message, size=0, limit=0):
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
