@@ -258,14 +258,25 @@ def render(results):
     return "\n".join(lines)
 
 
-def _extra_lines(value):
+def _extra_lines(value, indent="  "):
+    """Readable lines for another benchmark's result: nested dicts indented,
+    long lists (samples kept for --json) summarised by their length."""
     if isinstance(value, str):
-        return ["  " + line for line in value.splitlines()]
+        return [indent + line for line in value.splitlines()]
     if isinstance(value, dict):
-        return ["  %s: %s" % (key, item) for key, item in value.items()]
+        lines = []
+        for key, item in value.items():
+            if isinstance(item, dict):
+                lines.append("%s%s:" % (indent, key))
+                lines.extend(_extra_lines(item, indent + "  "))
+            elif isinstance(item, (list, tuple)) and len(item) > 8:
+                lines.append("%s%s: %d values (see --json)" % (indent, key, len(item)))
+            else:
+                lines.append("%s%s: %s" % (indent, key, item))
+        return lines
     if isinstance(value, (list, tuple)):
-        return ["  %s" % (item,) for item in value]
-    return ["  %r" % (value,)]
+        return ["%s%s" % (indent, item) for item in value]
+    return ["%s%r" % (indent, value)]
 
 
 def plot(results, path):

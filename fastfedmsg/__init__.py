@@ -8,13 +8,16 @@ and checker accepts what is sent.  The hot path is compiled
 
 try:
     from fastfedmsg import _core
-except ImportError as exc:  # pragma: no cover - only in an unbuilt checkout
-    if getattr(exc, "name", None) != "fastfedmsg._core":
-        raise
+except ImportError as exc:
+    import importlib.util
+
+    if importlib.util.find_spec("fastfedmsg._core") is not None:
+        raise  # built, but failed to load: the error says why
     raise ImportError(
-        "fastfedmsg's compiled core (fastfedmsg._core) is not built: %s. Install the "
+        "fastfedmsg's compiled core (fastfedmsg._core) is not built in %s. Install the "
         "package with 'pip install .' (needs a C compiler and the Python headers), or "
-        "build it in place with 'python setup.py build_ext --inplace'" % exc) from exc
+        "build it in place with 'python setup.py build_ext --inplace'"
+        % __path__[0]) from exc
 
 from fastfedmsg.api import (
     current_context,

@@ -1,0 +1,33 @@
+"""The package refuses to run without its compiled core, and says how to build it."""
+
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import fastfedmsg
+
+
+def test_import_without_the_built_core_says_how_to_build_it(tmp_path):
+    source = pathlib.Path(fastfedmsg.__file__).parent
+    unbuilt = tmp_path / "fastfedmsg"
+    shutil.copytree(source, unbuilt, ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+
+    result = subprocess.run([sys.executable, "-c", "import fastfedmsg"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("ImportError: fastfedmsg's compiled core")
+    assert "pip install ." in last_line and "build_ext --inplace" in last_line
+    assert str(unbuilt) in last_line
+
+
+def test_one_libzmq_is_mapped_after_publishing(endpoint_config):
+    # A second libzmq in the process would make every send fail (ENOTSOCK).
+    fastfedmsg.init(name=endpoint_config["name"])
+    fastfedmsg.publish(topic="t", msg={}, modname="m")
+
+    with open("/proc/self/maps") as maps:
+        libraries = {line.split()[-1] for line in maps if "libzmq" in line}
+    assert len(libraries) == 1, libraries
