@@ -152,8 +152,21 @@ def tail_messages(topic="", passive=False, **kw):
     ``topic`` is a prefix filter; ``passive=True`` binds the endpoints instead
     of connecting to them.  ``endpoints`` in ``kw`` replaces the configured
     ones.  The generator closes its sockets when it is closed.
+
+    When the config sets ``validate_signatures=True`` (in ``kw`` or a config
+    file; fastfedmsg's defaults leave it unset, so unlike fedmsg's newer
+    config nothing is checked unless asked), each message is checked with
+    fastfedmsg.crypto.Validator (``ca_cert_location``, ``crl_location``,
+    ``routing_policy``, ``routing_nitpicky``); invalid ones are logged at
+    warning with the reason and skipped, as fedmsg does.  That needs the
+    'sign' extra (ImportError otherwise).
     """
     config = load_config(**kw)
+    validator = None
+    if config.get("validate_signatures") is True:
+        from fastfedmsg import crypto  # needs the 'sign' extra
+
+        validator = crypto.Validator(config)
     zmq_context = zmq.Context.instance()
     poller = zmq.Poller()
     subscribers = {}
@@ -179,6 +192,12 @@ def tail_messages(topic="", passive=False, **kw):
                 name, endpoint = subscribers[sub]
                 frames = sub.recv_multipart()
                 message = decode(frames[-1])
+                if validator is not None:
+                    reason = validator.check(message)
+                    if reason is not None:
+                        log.warning("skipped an invalid message from %s on %r: %s",
+                                    endpoint, frames[0][:200], reason)
+                        continue
                 yield name, endpoint, frames[0].decode("utf-8"), message
     finally:
         for sub in subscribers:

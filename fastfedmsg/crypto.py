@@ -147,13 +147,15 @@ def lookup_certname(config, key=None, hostname=None):
     else:
         why = "the publisher's name"
     ssldir = config.get("ssldir") or DEFAULT_SSLDIR
+    # Turning signing off is a way out only for a publisher; a signing relay
+    # exists to sign.
+    way_out = ", or set sign_messages=False" if derived else ""
     raise CertnameError(
-        "sign_messages=True but certnames has no entry %r (the key comes from %s); "
-        "certnames has %s. Add certnames[%r] = 'CERTNAME' to the config, with the key "
-        "and certificate in %s/CERTNAME.key and %s/CERTNAME.crt, or set "
-        "sign_messages=False" % (
+        "signing needs certnames[%r], but certnames has no such entry (the key comes "
+        "from %s); certnames has %s. Add certnames[%r] = 'CERTNAME' to the config, "
+        "with the key and certificate in %s/CERTNAME.key and %s/CERTNAME.crt%s" % (
             key, why, ("keys %s" % ", ".join(repr(k) for k in sorted(certnames, key=str)))
-            if certnames else "no entries", key, ssldir, ssldir),
+            if certnames else "no entries", key, ssldir, ssldir, way_out),
         key=key)
 
 

@@ -13,6 +13,18 @@ waits for one of them; then it asks the proxy for its counters (the
 STATISTICS command on an inproc control socket), tells it to TERMINATE, and
 closes the outbound socket with its linger so queued messages still go out.
 
+With ``--sign`` it is a drop-in for fedmsg-signing-relay instead: every
+forwarded message is signed with the certificate named by
+``certnames["signing_relay"]`` (``ssldir/CERTNAME.key`` and ``.crt``),
+replacing any signature it had.  libzmq's proxy cannot change a message, so
+SigningRelay forwards in a Python loop in the worker thread: receive a
+message, sign its last frame (the JSON body; the topic frame is kept),
+send it without blocking.  A message whose body cannot be signed (not JSON,
+not a JSON object) is dropped, never forwarded unsigned; the first such drop
+is logged at warning with the reason, later ones at most once a minute, and
+the stop line counts them.  The stop protocol (signals, the inproc control
+socket's TERMINATE) is the same in both modes.
+
 Each address is bound as written; when its host is not an address of this
 machine, the relay binds the same port on every interface (tcp://*:PORT), as
 fedmsg's publishers do.
@@ -26,12 +38,13 @@ import os
 import signal
 import sys
 import threading
+import time
 
 import zmq
 
 from fastfedmsg.config import load_config
 from fastfedmsg.context import apply_socket_options
-from fastfedmsg.errors import BindError, ConfigError
+from fastfedmsg.errors import BindError, ConfigError, FastFedmsgError
 
 # Named after the module even when run as ``python -m fastfedmsg.tools.relay``.
 log = logging.getLogger("fastfedmsg.tools.relay")
@@ -44,6 +57,15 @@ WATCH_INTERVAL_S = 0.5
 
 #: Errors that mean "this host is not one of this machine's addresses".
 _NOT_LOCAL = (errno.EADDRNOTAVAIL, errno.ENODEV, errno.EINVAL)
+
+#: The certnames key whose certificate a signing relay signs with (fedmsg's).
+SIGNING_CERTNAMES_KEY = "signing_relay"
+
+#: With --sign, at most one warning about unsignable messages per this many seconds.
+DROP_WARNING_INTERVAL_S = 60.0
+
+#: With --sign, messages forwarded per wake-up before the control socket is checked.
+SIGN_BATCH = 256
 
 #: Exit statuses: a clean stop; a bind or forwarding failure; a bad config.
 EXIT_OK, EXIT_FAILED, EXIT_BAD_CONFIG = 0, 1, 2
@@ -183,6 +205,94 @@ class Relay:
             self._zmq_context = None
 
 
+class SigningRelay(Relay):
+    """A Relay that signs every message it forwards with ``signer``
+    (a fastfedmsg.crypto.Signer) and drops those it cannot sign.
+
+    ``statistics()`` has the Relay's shape (counted here, not by libzmq) plus
+    ``dropped`` (messages that could not be signed) and ``dropped_full``
+    (signed messages refused by the outbound socket).
+    """
+
+    def __init__(self, inbound, outbound, config, signer):
+        super().__init__(inbound, outbound, config)
+        self.signer = signer
+        self.frames_in = self.bytes_in = self.frames_out = self.bytes_out = 0
+        self.dropped = self.dropped_full = 0
+        self._dropped_since_warning = 0
+        self._next_warning = 0.0
+
+    def _forward(self, frontend, backend, control):
+        poller = zmq.Poller()
+        poller.register(frontend, zmq.POLLIN)
+        poller.register(control, zmq.POLLIN)
+        try:
+            while True:
+                ready = dict(poller.poll())
+                if control in ready and control.recv() == b"TERMINATE":
+                    return
+                if frontend in ready:
+                    self._forward_batch(frontend, backend)
+        except zmq.ZMQError as exc:
+            self.failure = exc
+            log.error("fastfedmsg-relay stopped forwarding: %s", exc)
+
+    def stop(self):
+        """End forwarding, close the sockets; return the final counters."""
+        if self._thread is not None and self._thread.is_alive():
+            self._control.send(b"TERMINATE")
+            if not self.wait(5.0):
+                log.error("fastfedmsg-relay signing loop did not stop within 5 s")
+        self._close()
+        return self.statistics()
+
+    def _forward_batch(self, frontend, backend):
+        for _ in range(SIGN_BATCH):
+            try:
+                frames = frontend.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self.frames_in += len(frames)
+            self.bytes_in += sum(len(frame) for frame in frames)
+            try:
+                frames[-1] = self.signer.sign_frame(frames[-1])
+            except Exception as exc:  # noqa: BLE001 - any unsignable body is dropped, not fatal
+                self._drop(frames[0], exc)
+                continue
+            try:
+                backend.send_multipart(frames, zmq.NOBLOCK)
+            except zmq.Again:
+                self.dropped_full += 1
+                continue
+            self.frames_out += len(frames)
+            self.bytes_out += sum(len(frame) for frame in frames)
+
+    def _drop(self, topic_frame, reason):
+        self.dropped += 1
+        self._dropped_since_warning += 1
+        now = time.monotonic()
+        if now < self._next_warning:
+            return
+        log.warning("fastfedmsg-relay dropped %d message(s) it could not sign (never "
+                    "forwarded unsigned); the latest, on topic %r: %s",
+                    self._dropped_since_warning, topic_frame[:200], reason)
+        self._dropped_since_warning = 0
+        self._next_warning = now + DROP_WARNING_INTERVAL_S
+
+    def statistics(self, timeout_ms=2000):
+        return {"inbound": {"frames_in": self.frames_in, "bytes_in": self.bytes_in},
+                "outbound": {"frames_out": self.frames_out, "bytes_out": self.bytes_out},
+                "dropped": self.dropped, "dropped_full": self.dropped_full}
+
+
+def make_signer(config):
+    """The Signer for certnames["signing_relay"]; raises FastFedmsgError or
+    ImportError (without the 'sign' extra) with a sentence saying what to fix."""
+    from fastfedmsg import crypto  # needs the 'sign' extra; only for --sign
+
+    return crypto.Signer(config, certnames_key=SIGNING_CERTNAMES_KEY)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="fastfedmsg-relay",
@@ -192,8 +302,16 @@ def build_parser():
         "endpoints['relay_outbound'], and forward every message unchanged. "
         "Settings come from the fedmsg config files (see fastfedmsg.config); the "
         "options below override them. Stop it with SIGINT or SIGTERM.",
-        epilog="Exit status: 0 after a clean stop, 1 if a socket could not be bound, "
-        "2 for a bad config or command line.")
+        epilog="With --sign (a drop-in for fedmsg-signing-relay) every forwarded message "
+        "is signed with the X.509 key pair of certnames['signing_relay'] from the config "
+        "(ssldir/CERTNAME.key and ssldir/CERTNAME.crt, read once at start), replacing "
+        "any signature it carried; a message whose body is not a JSON object cannot be "
+        "signed and is dropped with a warning, never forwarded unsigned, and the stop "
+        "line counts the drops. --sign needs the 'sign' extra "
+        "(pip install 'fastfedmsg[sign]'). "
+        "Exit status: 0 after a clean stop, 1 if a socket could not be bound, "
+        "2 for a bad config or command line, or when --sign cannot load its "
+        "certificate and key.")
     parser.add_argument(
         "--config", metavar="FILE", action="append",
         help="read this fedmsg config file (or folder of *.py files) instead of the "
@@ -218,6 +336,10 @@ def build_parser():
         "--linger", metavar="MS", type=int,
         help="at stop, how long to keep sending queued messages (default: zmq_linger "
         "from the config)")
+    parser.add_argument(
+        "--sign", action="store_true",
+        help="sign every forwarded message with certnames['signing_relay'], as "
+        "fedmsg-signing-relay does (see below)")
     parser.add_argument(
         "--log-level", default="INFO",
         choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="default: INFO")
@@ -289,8 +411,13 @@ def serve(relay):
             log.info("fastfedmsg-relay stopped (%s); message count unavailable", reason)
         else:
             frames = stats["outbound"]["frames_out"]
+            dropped = ""
+            if "dropped" in stats:
+                dropped = ", dropped %d that could not be signed and %d at the high-water " \
+                          "mark" % (stats["dropped"], stats["dropped_full"])
             log.info("fastfedmsg-relay stopped (%s): forwarded %d messages (%d frames, "
-                     "%d bytes)", reason, frames // 2, frames, stats["outbound"]["bytes_out"])
+                     "%d bytes)%s", reason, frames // 2, frames,
+                     stats["outbound"]["bytes_out"], dropped)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
     return EXIT_OK if relay.failure is None else EXIT_FAILED
@@ -307,7 +434,21 @@ def main(argv=None):
         log.error("%s", exc)
         return EXIT_BAD_CONFIG
 
-    relay = Relay(inbound, outbound, config)
+    if args.sign:
+        try:
+            signer = make_signer(config)
+        except ImportError as exc:
+            log.error("--sign needs the 'cryptography' package, which comes with the "
+                      "'sign' extra: pip install 'fastfedmsg[sign]' (%s)", exc)
+            return EXIT_BAD_CONFIG
+        except (FastFedmsgError, ValueError, OSError) as exc:
+            log.error("fastfedmsg-relay --sign cannot sign: %s", exc)
+            return EXIT_BAD_CONFIG
+        log.info("fastfedmsg-relay signing with %s (%s, CN %r)", signer.cert_path,
+                 signer.source, signer.common_name)
+        relay = SigningRelay(inbound, outbound, config, signer)
+    else:
+        relay = Relay(inbound, outbound, config)
     try:
         return serve(relay)
     except BindError as exc:

@@ -4,6 +4,11 @@ It subscribes to every endpoint in the config (or to each ``--endpoint``)
 and writes each decoded envelope to stdout as it arrives.  ``--count`` and
 ``--timeout`` make it stop by itself, for scripts and tests.  Ctrl-C closes
 the sockets and exits quietly.
+
+``--validate`` checks each message's X.509 signature as fedmsg's
+subscribers do (fastfedmsg.crypto.Validator: the CA at ``ca_cert_location``,
+the CRL at ``crl_location``, ``routing_policy``) and wraps each printed
+message as ``{"valid": BOOL, "reason": TEXT_OR_NULL, "message": {...}}``.
 """
 
 import argparse
@@ -29,7 +34,16 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Print every message published on the configured endpoints, one JSON "
-                    "line each.")
+                    "line each.",
+        epilog="With --validate each line is instead "
+               '{"valid": true|false, "reason": null|"why not", "message": {...}}: '
+               "valid is true when the message's X.509 signature verifies, its "
+               "certificate was issued by the CA at ca_cert_location and is not revoked "
+               "by the CRL at crl_location, and routing_policy lets its common name send "
+               "on its topic; reason says which check failed. Invalid messages are "
+               "printed too, and count towards --count; the exit status does not "
+               "depend on validity. --validate needs the 'sign' extra "
+               "(pip install 'fastfedmsg[sign]').")
     parser.add_argument("--endpoint", action="append", metavar="ADDRESS",
                         help="subscribe to this endpoint instead of the configured ones "
                              "(repeatable)")
@@ -41,6 +55,10 @@ def build_parser():
                         help="stop after S seconds without a message")
     parser.add_argument("--pretty", action="store_true",
                         help="indent each message and sort its keys")
+    parser.add_argument("--validate", action="store_true",
+                        help="check each message's signature with ca_cert_location, "
+                             "crl_location and routing_policy from the config, and print "
+                             'it wrapped as {"valid": ..., "reason": ..., "message": ...}')
     parser.add_argument("--config", metavar="FILE",
                         help="read this config file (or folder) instead of the usual ones")
     add_common_arguments(parser)
@@ -79,10 +97,36 @@ def format_message(message, pretty):
     return json.dumps(message, ensure_ascii=False)
 
 
-def tail(sockets, count=None, timeout=None, pretty=False, out=sys.stdout):
+def make_validator(config):
+    """A fastfedmsg.crypto.Validator for ``config`` with its CA and CRL loaded.
+
+    Raises FastFedmsgError (a bad setting), ImportError (no 'cryptography'),
+    or ValueError saying which CA or CRL could not be read.
+    """
+    from fastfedmsg import crypto  # needs the 'sign' extra; only for --validate
+
+    validator = crypto.Validator(config)
+    try:
+        crypto.load_trust_anchors(validator.ca_location, validator.crl_location)
+    except (OSError, ValueError) as exc:
+        raise ValueError(
+            "cannot load the CA certificate %s or the CRL %s to check signatures: %s; "
+            "set ca_cert_location and crl_location in the config (crl_location None "
+            "checks no CRL)" % (validator.ca_location, validator.crl_location, exc)) from exc
+    return validator
+
+
+def validated(message, validator):
+    """What --validate prints for ``message``."""
+    reason = validator.check(message)
+    return {"valid": reason is None, "reason": reason, "message": message}
+
+
+def tail(sockets, count=None, timeout=None, pretty=False, out=sys.stdout, validator=None):
     """Print messages until ``count`` arrived or ``timeout`` s passed without one.
 
-    Returns the number printed.
+    With a ``validator`` (see make_validator) each message is printed wrapped
+    as {"valid", "reason", "message"}.  Returns the number printed.
     """
     poller = zmq.Poller()
     for sub in sockets:
@@ -105,6 +149,8 @@ def tail(sockets, count=None, timeout=None, pretty=False, out=sys.stdout):
                 log.warning("skipped a message on %r whose body is not JSON: %s",
                             frames[0][:200], exc)
                 continue
+            if validator is not None:
+                message = validated(message, validator)
             out.write(format_message(message, pretty) + "\n")
             out.flush()
             printed += 1
@@ -131,11 +177,26 @@ def main(argv=None):
               "add some or pass --endpoint ADDRESS" % PROG, file=sys.stderr)
         return 2
 
+    validator = None
+    if args.validate:
+        try:
+            # With --endpoint the config is read for the checker's keys only,
+            # so it need not list endpoints.
+            validator = make_validator(config or load_config(endpoints={}))
+        except ImportError as exc:
+            print("%s: --validate needs the 'cryptography' package, which comes with the "
+                  "'sign' extra: pip install 'fastfedmsg[sign]' (%s)" % (PROG, exc),
+                  file=sys.stderr)
+            return 2
+        except (FastFedmsgError, ValueError) as exc:
+            print("%s: --validate: %s" % (PROG, exc), file=sys.stderr)
+            return 2
+
     zmq_context = zmq.Context()
     sockets = []
     try:
         sockets = open_subscribers(zmq_context, endpoints, args.topic, config)
-        printed = tail(sockets, args.count, args.timeout, args.pretty)
+        printed = tail(sockets, args.count, args.timeout, args.pretty, validator=validator)
     except KeyboardInterrupt:
         return 130
     except zmq.ZMQError as exc:
