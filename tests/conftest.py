@@ -5,6 +5,7 @@ with linger 0; every receive polls with a deadline.
 """
 
 import json
+import os
 import pathlib
 import socket
 import time
@@ -15,6 +16,16 @@ import zmq
 import fastfedmsg
 
 CORPUS = pathlib.Path(fastfedmsg.__file__).parent / "data" / "fedora-messages.jsonl"
+
+# Every child process a test starts must import the fastfedmsg under test.
+# `python -m` and `-c` put the working folder first on sys.path, and from the
+# top of a checkout that is the source folder, whose core may be built only
+# in site-packages; PYTHONSAFEPATH leaves the working folder out and
+# PYTHONPATH names the folder this fastfedmsg was imported from.
+PACKAGE_PARENT = str(pathlib.Path(fastfedmsg.__file__).resolve().parent.parent)
+os.environ["PYTHONSAFEPATH"] = "1"
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [PACKAGE_PARENT, os.environ.get("PYTHONPATH")]))
 
 
 def free_port():

@@ -97,7 +97,8 @@ def summary_counts(stdout):
 
 @pytest.mark.integration
 def test_replay_entry_point_is_declared():
-    with open(PACKAGE_ROOT / "pyproject.toml", "rb") as handle:
+    # The checkout's pyproject.toml, wherever the package under test is installed.
+    with open(pathlib.Path(__file__).resolve().parents[1] / "pyproject.toml", "rb") as handle:
         scripts = tomllib.load(handle)["project"]["scripts"]
 
     assert scripts["fastfedmsg-replay"] == "fastfedmsg.tools.replay:main"

@@ -291,7 +291,10 @@ def _bind():
 
 
 def _start_subscriber(args, endpoint, total):
-    command = [sys.executable, "-m", "fastfedmsg.tools.replay", "--subscribe", endpoint,
+    # -P: `python -m` would otherwise put the working folder first on
+    # sys.path, and from the top of a source checkout that folder's unbuilt
+    # fastfedmsg would shadow this one; PYTHONPATH below names this one.
+    command = [sys.executable, "-P", "-m", "fastfedmsg.tools.replay", "--subscribe", endpoint,
                "--expect", str(total), "--file", args.file, "--repeat", str(args.repeat),
                "--timeout", str(args.timeout)]
     # The child imports this very fastfedmsg, installed or not.
