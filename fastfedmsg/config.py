@@ -94,6 +94,7 @@ import copy
 import logging
 import numbers
 import os
+import re
 import traceback
 
 from fastfedmsg.errors import ConfigError
@@ -102,7 +103,7 @@ log = logging.getLogger(__name__)
 
 #: Where a default came from, for error messages.
 DEFAULT_SOURCE = "fastfedmsg's defaults"
-KEYWORD_SOURCE = "init() keyword arguments"
+KEYWORD_SOURCE = "init() keyword arguments or the command line"
 
 DEFAULTS = {
     "topic_prefix": "org.fedoraproject",
@@ -432,12 +433,14 @@ class Config(dict):
 _cache = {}
 
 
-def load_config(files=None, **overrides):
+def load_config(files=None, require_endpoints=True, **overrides):
     """Read and check the configuration; keyword arguments win over files.
 
     ``files`` replaces the search described in this module's docstring.
     Files are re-read only when one changed.  Raises ConfigError (a
-    ValueError) naming the file and key of anything wrong.
+    ValueError) naming the file and key of anything wrong.  ``endpoints`` is
+    required, as fedmsg requires it, unless ``require_endpoints`` is False or
+    the config is for active mode (which connects to relay_inbound instead).
     """
     paths = list(config_files() if files is None else files)
     stamp = tuple((path, _mtime(path)) for path in paths)
@@ -457,7 +460,7 @@ def load_config(files=None, **overrides):
         config[key] = value
         config.sources[key] = KEYWORD_SOURCE
 
-    check(config)
+    check(config, require_endpoints)
     return config
 
 
@@ -468,8 +471,10 @@ def _mtime(path):
         return None
 
 
-def check(config):
+def check(config, require_endpoints=True):
     """Validate every known key in place; raise ConfigError on the first bad one."""
+    if "endpoints" not in config and (not require_endpoints or config.get("active")):
+        config["endpoints"] = {}
     if "endpoints" not in config:
         files = getattr(config, "files", [])
         where = ("read " + ", ".join(files)) if files else (
@@ -493,10 +498,28 @@ def check(config):
     return config
 
 
+#: Words that mark a key whose value is a secret, whatever the key's name.
+SECRET_WORDS = ("pass", "secret", "token")
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]*@")
+
+
+def _mask(key, value):
+    if isinstance(value, dict):
+        return {inner: _mask(inner, item) for inner, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_mask(key, item) for item in value]
+    if value and (key in SECRET_KEYS
+                  or (isinstance(key, str) and any(word in key.lower() for word in SECRET_WORDS))):
+        return MASK
+    if isinstance(value, str):
+        return _USERINFO.sub(r"\g<scheme>\g<user>:%s@" % MASK, value)
+    return value
+
+
+MASK = "********"
+
+
 def masked(config):
-    """A copy of ``config`` safe to print: passwords and key paths replaced."""
-    shown = copy.deepcopy(dict(config))
-    for key in SECRET_KEYS:
-        if shown.get(key):
-            shown[key] = "********"
-    return shown
+    """A copy of ``config`` safe to print: passwords, secrets, tokens, key
+    paths and the passwords inside URIs (scheme://user:PASSWORD@host) masked."""
+    return {key: _mask(key, copy.deepcopy(value)) for key, value in dict(config).items()}

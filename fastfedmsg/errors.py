@@ -92,9 +92,9 @@ class PublishManyError(FastFedmsgError, TypeError, ValueError):
     """
 
     def __init__(self, index, error):
-        super().__init__(
-            "item %d could not be published: %s (items 0..%d were sent, none after)"
-            % (index, error, index - 1))
+        sent = "no item was sent" if index == 0 else "items 0..%d were sent" % (index - 1)
+        super().__init__("item %d could not be published: %s (%s, none after it)"
+                         % (index, error, sent))
         self.index = index
         self.error = error
 

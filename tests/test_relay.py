@@ -291,6 +291,14 @@ def test_without_relay_outbound_the_fedmsg_default_is_used(config_dir):
                                                    [relay_tool.DEFAULT_OUTBOUND])
 
 
+def test_a_relay_needs_no_config_file(config_dir):
+    # config_dir is empty: fedmsg's defaults give both addresses.
+    config = relay_tool.load_relay_config(relay_tool.build_parser().parse_args([]))
+
+    assert relay_tool.relay_addresses(config) == (["tcp://127.0.0.1:2001"],
+                                                   [relay_tool.DEFAULT_OUTBOUND])
+
+
 @pytest.mark.integration
 def test_no_relay_inbound_exits_2_naming_the_key(processes, config_dir):
     write_config(config_dir, relay_inbound=None, endpoints={})

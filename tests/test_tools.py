@@ -281,6 +281,21 @@ def test_logger_config_and_relay_options(tmp_path, subscriber_factory, start_too
     assert envelope["msg"] == {"log": "hi"}
 
 
+def test_logger_needs_no_endpoints_with_a_relay_address(config_dir, subscriber_factory,
+                                                         start_tool):
+    # An empty config folder: active mode connects to the relay, so no
+    # 'endpoints' is needed (fedmsg would refuse to start).
+    endpoint = "tcp://127.0.0.1:%d" % free_port()
+    sub = subscriber_factory(endpoint, bind=True)
+
+    logger = start_tool("logger", "--relay", endpoint, "--message", "no endpoints")
+    [(_topic, envelope)] = receive_all(sub, 1)
+    status, _out, err = finish(logger)
+
+    assert status == 0, err
+    assert envelope["msg"] == {"log": "no endpoints"}
+
+
 # -- fastfedmsg-tail -------------------------------------------------------------
 
 class WatchedPublisher:
@@ -463,6 +478,21 @@ def test_config_prints_merged_config_with_secrets_masked(config_dir):
         assert shown[key] == "********", key
     assert "hunter2" not in result.stdout
     assert "/secret" not in result.stdout
+
+
+def test_config_masks_secrets_it_does_not_know_by_name(config_dir):
+    write_config(config_dir, endpoints={}, secret_key="hunter2-session",
+                 stomp_uri="stomp://fedmsg:hunter2-uri@broker.example:61613",
+                 plugins={"irc": {"api_token": "hunter2-token", "nickname": "bot"}})
+
+    result = run_tool("config")
+
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert "hunter2" not in result.stdout
+    assert shown["secret_key"] == "********"
+    assert shown["stomp_uri"] == "stomp://fedmsg:********@broker.example:61613"
+    assert shown["plugins"]["irc"] == {"api_token": "********", "nickname": "bot"}
 
 
 def test_config_key_and_config_option(tmp_path, monkeypatch):

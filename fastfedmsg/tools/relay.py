@@ -357,7 +357,7 @@ def load_relay_config(args):
                        ("io_threads", args.io_threads), ("zmq_linger", args.linger)):
         if value is not None:
             overrides[key] = value
-    return load_config(config_paths(args.config), **overrides)
+    return load_config(config_paths(args.config), require_endpoints=False, **overrides)
 
 
 def config_paths(given):
