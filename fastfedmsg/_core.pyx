@@ -103,7 +103,6 @@ include "_libzmq.pxi"
 # What is signed is still encoded canonically (crypto.py).
 
 cdef object _orjson_dumps = orjson.dumps
-cdef int _ORJSON_PLAIN = 0
 cdef int _ORJSON_OPTS = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
                          | orjson.OPT_PASSTHROUGH_SUBCLASS)
 
@@ -264,7 +263,7 @@ cpdef bytes encode_json(obj):
 
     if level == _PLAIN:
         try:
-            return _orjson_dumps(obj, option=_ORJSON_PLAIN)
+            return _orjson_dumps(obj)  # no options: unsorted keys, nothing passed through
         except TypeError:
             pass
     elif level == _HOOKED:
