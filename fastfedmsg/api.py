@@ -127,7 +127,8 @@ def stats():
     """{'sent': n, 'dropped': n} of this thread's context (zeros without one).
 
     ``dropped`` counts messages refused at the high-water mark with
-    on_full='drop'; see fastfedmsg.config.
+    on_full='drop', and is None with on_full='fedmsg' (the default), where
+    libzmq drops for a full subscriber without telling; see fastfedmsg.config.
     """
     context = getattr(_state, "context", None)
     return context.stats() if context is not None else {"sent": 0, "dropped": 0}

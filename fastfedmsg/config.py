@@ -36,9 +36,12 @@ wait_for_subscribers        (count, timeout_s): instead of post_init_sleep,
                             init returns once count subscriptions arrived, or
                             raises SubscriberTimeoutError (default None)
 high_water_mark (int >= 0)  SNDHWM/RCVHWM in messages; 0 means no limit
-on_full (str)               at the high-water mark: 'drop' (default, counted
-                            in stats()), 'block' (wait up to send_timeout),
-                            'raise' (HighWaterMarkError)
+on_full (str)               when a subscriber's queue is at the high-water
+                            mark: 'fedmsg' (default) drops the message for
+                            that subscriber only, uncounted, as fedmsg does;
+                            'drop' refuses it for every subscriber and counts
+                            it in stats(); 'block' waits up to send_timeout;
+                            'raise' raises HighWaterMarkError
 send_timeout (ms >= -1)     on_full='block': longest wait; -1 waits for ever
                             (default 1000)
 max_message_size (bytes)    larger messages raise MessageTooLargeError and are
@@ -113,7 +116,7 @@ DEFAULTS = {
     "timeout": 2,
     "print_config": False,
     "high_water_mark": 0,
-    "on_full": "drop",
+    "on_full": "fedmsg",
     "send_timeout": 1000,
     "max_message_size": None,
     "wait_for_subscribers": None,
@@ -257,7 +260,7 @@ def _optional_mapping(value):
     return value if value is None else _mapping(value)
 
 
-ON_FULL_MODES = ("drop", "block", "raise")
+ON_FULL_MODES = ("fedmsg", "drop", "block", "raise")
 
 
 def _on_full(value):

@@ -23,13 +23,15 @@ Faults
   SubscriberTimeoutError; a subscription (unlike an accepted TCP connection)
   proves that its subscriber gets the next message.  The socket is an XPUB
   in bind mode too, which counts them.
-* Full queues: the socket sets ZMQ_XPUB_NODROP, so a message that a
-  subscriber's queue (high_water_mark) has no room for is refused whole and
-  ``on_full`` decides: 'drop' (default; counted in stats()), 'block' (wait up
-  to send_timeout ms) or 'raise' (HighWaterMarkError).  Unlike a PUB socket,
-  which drops only for the subscriber that is full, the message is then
-  refused for every subscriber; with high_water_mark 0 (the default) queues
-  are never full.
+* Full queues: by default (on_full='fedmsg') a subscriber whose queue
+  (high_water_mark) is full misses the message on its own, silently, as with
+  fedmsg's PUB socket; the others still get it.  Any other on_full sets
+  ZMQ_XPUB_NODROP, so such a message is refused whole and on_full decides:
+  'drop' (counted in stats()), 'block' (wait up to send_timeout ms) or
+  'raise' (HighWaterMarkError).  libzmq can only refuse a message for every
+  subscriber at once, so in those modes one stalled subscriber holds back
+  all of them: choose them for a bus whose subscribers must not lose
+  messages.  With high_water_mark 0 (the default) queues are never full.
 * fork: a context made before os.fork() is never used or closed in the
   child: it is abandoned there (its sockets belong to the parent), and the
   module-level publish makes the child a fresh one (see api.py).
@@ -218,13 +220,16 @@ class Context:
         # XPUB sends exactly as PUB does (every SUB socket and relay accepts
         # it) and also reports subscriptions, which is how init() knows who
         # is listening (_wait_for_relay, _wait_for_subscribers); with NODROP
-        # it refuses a message at the high-water mark instead of dropping it
-        # unseen, and the Publisher applies on_full.
+        # (any on_full but 'fedmsg') it refuses a message at the high-water
+        # mark instead of dropping it unseen, and the Publisher applies
+        # on_full.
+        on_full = config.get("on_full", "fedmsg")
         sock = self.zmq_context.socket(zmq.XPUB)
         try:
             apply_socket_options(sock, config)
             sock.setsockopt(zmq.LINGER, config.get("zmq_linger", 1000))
-            sock.setsockopt(zmq.XPUB_NODROP, 1)
+            if on_full != "fedmsg":
+                sock.setsockopt(zmq.XPUB_NODROP, 1)
             sock.setsockopt(zmq.SNDTIMEO, config.get("send_timeout", 1000))
             if config.get("wait_for_subscribers"):
                 # Report every subscription, not only the first to a topic.
@@ -240,7 +245,10 @@ class Context:
         _open_contexts.add(self)
         self.publisher = _core.Publisher(
             sock, config["topic_prefix"], config["environment"], _core.username(),
-            on_full=config.get("on_full", "drop"), send_timeout=config.get("send_timeout", 1000),
+            # Without NODROP no send is ever refused, so the Publisher's mode
+            # for refusals does not matter for 'fedmsg'.
+            on_full="drop" if on_full == "fedmsg" else on_full,
+            send_timeout=config.get("send_timeout", 1000),
             max_message_size=config.get("max_message_size"))
         log.debug("fastfedmsg %s %s as %r", method, self.endpoint, self.name)
 
@@ -351,13 +359,19 @@ class Context:
     def stats(self):
         """{'sent': n, 'dropped': n}: messages the socket accepted, and messages
         dropped at the high-water mark (on_full='drop'), since init (still
-        readable after destroy())."""
+        readable after destroy()).  With on_full='fedmsg' (the default)
+        libzmq drops for a full subscriber without telling anyone, so
+        'dropped' is None: unknown, not zero."""
         publisher = self.publisher
         while publisher is not None and not hasattr(publisher, "dropped"):
             publisher = getattr(publisher, "publisher", None)  # a wrapper (signing)
         if publisher is None:
-            return dict(self._final_stats)
-        return {"sent": publisher.sent, "dropped": publisher.dropped}
+            figures = dict(self._final_stats)
+        else:
+            figures = {"sent": publisher.sent, "dropped": publisher.dropped}
+        if self.config.get("on_full", "fedmsg") == "fedmsg":
+            figures["dropped"] = None
+        return figures
 
     @property
     def inherited(self):
