@@ -743,3 +743,21 @@ def test_publishing_works_for_a_uid_without_a_name(port, subscriber_factory):
     topic, envelope = sub.recv_json()
     assert topic == b"org.fedoraproject.dev.t.who"
     assert envelope["msg"] == {"uid": uid} and envelope["username"] == str(uid)
+
+
+def test_subscriptions_from_subscribers_that_come_and_go_do_not_pile_up(endpoint_config):
+    # The publishing socket is an XPUB: every subscription and last
+    # unsubscription is queued for its owner.  Publishing reads them off once
+    # a second, so a long-lived producer does not keep them for ever.
+    fastfedmsg.init(name=endpoint_config["name"])
+    sock = fastfedmsg.current_context().socket
+    for _ in range(20):
+        sub = Subscriber(endpoint_config["endpoint"])
+        assert wait_until(lambda: sock.getsockopt(zmq.EVENTS) & zmq.POLLIN)
+        sub.close()
+
+    def drained():
+        fastfedmsg.publish(topic="tick", msg={}, modname="t")
+        return not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN
+
+    assert wait_until(drained, timeout=5.0, interval=0.05)
