@@ -397,7 +397,8 @@ def _read_file(path):
     namespace = {"__file__": path, "__name__": "fedmsg_config"}
     try:
         exec(code, namespace)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
+        # SystemExit too: a config file must not end the program reading it.
         line = traceback.extract_tb(exc.__traceback__)[-1].lineno
         raise ConfigError("config file %s failed at line %s: %s: %s"
                           % (path, line, type(exc).__name__, exc), source=path) from exc

@@ -519,3 +519,24 @@ def test_config_reports_a_broken_file(config_dir):
     assert result.returncode == 2
     assert "broken.py" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_config_file_that_exits_is_reported_not_obeyed(config_dir):
+    (config_dir / "exits.py").write_text("import sys\nsys.exit(3)\nconfig = {}\n")
+
+    result = run_tool("config")
+
+    assert result.returncode == 2
+    assert "exits.py failed at line 2: SystemExit: 3" in result.stderr
+
+
+@pytest.mark.parametrize("option, value, expected", [
+    ("--count", "0", "expected a whole number of messages above 0, found '0'"),
+    ("--count", "many", "expected a whole number of messages above 0, found 'many'"),
+    ("--timeout", "-5", "expected a number of seconds above 0, found '-5'"),
+])
+def test_tail_refuses_counts_and_timeouts_that_would_do_nothing(option, value, expected):
+    result = run_tool("tail", "--endpoint", "tcp://127.0.0.1:1", option, value)
+
+    assert result.returncode == 2
+    assert expected in result.stderr

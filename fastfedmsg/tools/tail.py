@@ -49,10 +49,10 @@ def build_parser():
                              "(repeatable)")
     parser.add_argument("--topic", default="",
                         help="print only messages whose full topic starts with this")
-    parser.add_argument("--count", type=int, metavar="N",
-                        help="stop after N messages")
-    parser.add_argument("--timeout", type=float, metavar="S",
-                        help="stop after S seconds without a message")
+    parser.add_argument("--count", type=_positive(int, "a whole number of messages"),
+                        metavar="N", help="stop after N messages (N >= 1)")
+    parser.add_argument("--timeout", type=_positive(float, "a number of seconds"),
+                        metavar="S", help="stop after S seconds without a message (S > 0)")
     parser.add_argument("--pretty", action="store_true",
                         help="indent each message and sort its keys")
     parser.add_argument("--validate", action="store_true",
@@ -63,6 +63,19 @@ def build_parser():
                         help="read this config file (or folder) instead of the usual ones")
     add_common_arguments(parser)
     return parser
+
+
+def _positive(kind, what):
+    """An argparse type: ``kind`` of the text, which must be above zero."""
+    def convert(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value > 0:
+            raise argparse.ArgumentTypeError("expected %s above 0, found %r" % (what, text))
+        return value
+    return convert
 
 
 def endpoints_to_tail(args):
