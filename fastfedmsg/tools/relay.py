@@ -95,10 +95,12 @@ def bind_first(sock, addresses, role):
                 wildcard = wildcard_address(candidate)
                 if exc.errno in _NOT_LOCAL and wildcard and wildcard not in candidates:
                     candidates.append(wildcard)
+    busy = any(reason.startswith(os.strerror(errno.EADDRINUSE)) for _address, reason in attempts)
+    advice = ("Stop whatever holds the port, or give another address" if busy else
+              "Give an address such as tcp://*:2001 or tcp://127.0.0.1:2001")
     raise BindError(
-        "fastfedmsg-relay could not bind its %s socket; tried %s. Stop whatever holds "
-        "the port, or give another address (%s)" % (
-            role, "; ".join("%s (%s)" % attempt for attempt in attempts),
+        "fastfedmsg-relay could not bind its %s socket; tried %s. %s (%s)" % (
+            role, "; ".join("%s (%s)" % attempt for attempt in attempts), advice,
             "--inbound or relay_inbound" if role == "inbound" else
             "--outbound or endpoints['relay_outbound']"),
         name=role, attempts=attempts)
