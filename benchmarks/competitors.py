@@ -29,8 +29,9 @@ from benchmarks.workload import ENVIRONMENT, TOPIC_PREFIX
 PUBLISHER_NAME = "bench.publisher"
 
 
-def write_config(path, port):
-    """The config file both fastfedmsg and fedmsg read in a publisher process."""
+def write_config(path, port, **extra):
+    """The config file both fastfedmsg and fedmsg read in a publisher process;
+    ``extra`` keys are added (fedmsg ignores the ones it does not know)."""
     config = {
         "topic_prefix": TOPIC_PREFIX,
         "environment": ENVIRONMENT,
@@ -40,6 +41,7 @@ def write_config(path, port):
         "zmq_linger": 0,
         "sign_messages": False,
         "validate_signatures": False,
+        **extra,
     }
     with open(path, "w", encoding="utf-8") as handle:
         handle.write("config = %r\n" % (config,))

@@ -178,10 +178,11 @@ def free_port():
 class Session:
     """One competitor's publisher process and its subscriber process, connected."""
 
-    def __init__(self, key, scratch):
+    def __init__(self, key, scratch, **config_extra):
         self.key = key
         port = free_port()
-        config = write_config(os.path.join(scratch, "%s-%d.py" % (key, port)), port)
+        config = write_config(os.path.join(scratch, "%s-%d.py" % (key, port)), port,
+                              **config_extra)
         self.publisher = Worker("publisher %s" % key,
                                 ["publisher", key, "--port", port, "--config", config], scratch)
         self.subscriber = Worker("subscriber for %s" % key,
@@ -358,8 +359,14 @@ def combine_latency(repeats):
     return combined
 
 
+#: The memory run bounds the publisher's queue, so that RSS shows what the
+#: publisher itself keeps, not how far libzmq's queue ran ahead of the
+#: subscriber (memory glibc then keeps after the queue drains).
+MEMORY_RUN_CONFIG = {"high_water_mark": 1000, "on_full": "block", "send_timeout": 60000}
+
+
 def measure_memory(key, plan, scratch):
-    with Session(key, scratch) as session:
+    with Session(key, scratch, **MEMORY_RUN_CONFIG) as session:
         expected = plan.rss_count / 200_000.0
         sent, received = session.round(
             {"cmd": "rss", "work": "corpus", "count": plan.rss_count, "chunk": plan.rss_chunk,

@@ -220,7 +220,8 @@ def render(results):
         lines.append("")
         lines.append(
             "Memory of the publisher (fastfedmsg.publish, modname given) over %s messages "
-            "with a draining subscriber (%s received): resident %s after %s warm-up "
+            "with a draining subscriber (%s received; high_water_mark 1000, "
+            "on_full='block', so the queue is bounded): resident %s after %s warm-up "
             "messages, %s when sending ended, %s after the subscriber drained, peak %s; "
             "growth after warm-up %s (drained) / %s (end of sending)" % (
                 "{:,}".format(memory["messages"]), "{:,}".format(memory["received"]),
