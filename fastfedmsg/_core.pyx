@@ -1012,7 +1012,6 @@ def publish(topic=None, msg=None, modname=None, pre_fire_hook=None, **kw):
     if not modname:
         modname = guess_modname()
     if type(publisher) is Publisher:
-        (<Publisher>publisher)._check_open()
         (<Publisher>publisher)._publish(topic, msg, modname, pre_fire_hook)
     else:
         publisher.publish(topic, msg, modname, pre_fire_hook)
