@@ -43,6 +43,7 @@ from fastfedmsg import errors as _errors
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.pyport cimport PY_SSIZE_T_MAX
 from cpython.float cimport PyFloat_AS_DOUBLE
@@ -79,6 +80,7 @@ cdef extern from "Python.h":
 
 
 include "_libzmq.pxi"
+include "_frames.pxi"
 
 
 # ---------------------------------------------------------------------------
@@ -173,6 +175,65 @@ canonical_encoder = _stdjson.JSONEncoder(
 cdef object _canonical_encode = canonical_encoder.encode
 
 
+cdef extern from *:
+    """
+    #include <math.h>
+
+    /* 1 when every value under `obj` is an exact str, int, bool, None,
+       finite float, dict, list or tuple, nested less than `limit` deep: the
+       common case, which orjson encodes as fedmsg would.  0 sends the body
+       to _scan, which sorts out the rest.  Borrowed references are safe:
+       nothing here runs Python code. */
+    static int ffm_all_plain(PyObject *obj, int limit)
+    {
+        PyTypeObject *kind = Py_TYPE(obj);
+        Py_ssize_t pos, n, k;
+        PyObject *key, *value;
+
+        if (kind == &PyUnicode_Type || kind == &PyLong_Type || kind == &PyBool_Type
+                || obj == Py_None)
+            return 1;
+        if (kind == &PyFloat_Type)
+            return isfinite(PyFloat_AS_DOUBLE(obj));
+        if (limit <= 0)
+            return 0;
+        if (kind == &PyDict_Type) {
+            pos = 0;
+            while (PyDict_Next(obj, &pos, &key, &value)) {
+                kind = Py_TYPE(value);
+                if (kind == &PyUnicode_Type || kind == &PyLong_Type)
+                    continue;
+                if (!ffm_all_plain(value, limit - 1))
+                    return 0;
+            }
+            return 1;
+        }
+        if (kind == &PyList_Type) {
+            n = PyList_GET_SIZE(obj);
+            for (k = 0; k < n; k++) {
+                value = PyList_GET_ITEM(obj, k);
+                kind = Py_TYPE(value);
+                if (kind == &PyUnicode_Type || kind == &PyLong_Type)
+                    continue;
+                if (!ffm_all_plain(value, limit - 1))
+                    return 0;
+            }
+            return 1;
+        }
+        if (kind == &PyTuple_Type) {
+            n = PyTuple_GET_SIZE(obj);
+            for (k = 0; k < n; k++) {
+                if (!ffm_all_plain(PyTuple_GET_ITEM(obj, k), limit - 1))
+                    return 0;
+            }
+            return 1;
+        }
+        return 0;
+    }
+    """
+    bint ffm_all_plain(object obj, int limit) noexcept
+
+
 cdef inline int _worse(int a, int b):
     return a if a > b else b
 
@@ -259,7 +320,7 @@ cpdef bytes encode_json(obj):
     carry and fastfedmsg.errors.InvalidMessageError (a ValueError) for values
     such as circular references, where fedmsg raises TypeError and ValueError.
     """
-    cdef int level = _scan(obj, 0)
+    cdef int level = _PLAIN if ffm_all_plain(obj, _SCAN_DEPTH) else _scan(obj, 0)
 
     if level == _PLAIN:
         try:
@@ -458,6 +519,7 @@ cpdef str guess_modname(default="fedmsg"):
 # The publisher.
 
 DEF TOPIC_CACHE_LIMIT = 8192
+DEF PINNED_TOPIC_BYTES = 4 << 20
 DEF ZMQ_EINTR = 4
 DEF SUBSCRIPTIONS_PER_TICK = 1000
 
@@ -472,6 +534,49 @@ ON_FULL_MODES = ("drop", "block", "raise")
 # of the same C signature.
 ctypedef int (*msg_send_nogil)(ffm_msg_t *, void *, int) noexcept nogil
 ctypedef int (*errno_nogil)() noexcept nogil
+
+
+#: Topic frames sent without a copy, as constant libzmq frames (no malloc,
+#: no memcpy).  libzmq may read such a frame after the publisher that sent
+#: it is gone (a closed socket lingers, even at interpreter exit), so each
+#: one is kept for the life of the process: up to PINNED_TOPIC_BYTES of
+#: distinct topics, after which new topics are copied into each message.
+cdef dict _pinned_topics = {}
+cdef Py_ssize_t _pinned_bytes = 0
+
+
+cdef bytes _pinned_topic(bytes frame0):
+    """The process-lifetime copy of ``frame0``, or None once the budget is spent."""
+    global _pinned_bytes
+    cdef object pinned = _pinned_topics.get(frame0)
+
+    if pinned is not None:
+        return <bytes>pinned
+    if _pinned_bytes + PyBytes_GET_SIZE(frame0) > PINNED_TOPIC_BYTES:
+        return None
+    # The extra reference is never released, so the frame outlives even the
+    # clearing of this module at interpreter exit.
+    Py_INCREF(frame0)
+    _pinned_topics[frame0] = frame0
+    _pinned_bytes += PyBytes_GET_SIZE(frame0)
+    return frame0
+
+
+def frame_memory():
+    """Where the hot path's frame memory is, for tests and diagnostics.
+
+    ``pinned_topics`` and ``pinned_topic_bytes``: topic frames kept for the
+    life of the process (at most ``pinned_topic_limit`` bytes); ``blocks``:
+    per block size, ``[size, blocks allocated so far, blocks idle now]``
+    (idle blocks of one size are bounded by ``idle_limit`` bytes, softly).
+    """
+    return {
+        "pinned_topics": len(_pinned_topics),
+        "pinned_topic_bytes": _pinned_bytes,
+        "pinned_topic_limit": PINNED_TOPIC_BYTES,
+        "blocks": _frame_pool_stats(),
+        "idle_limit": FFM_IDLE_BYTES,
+    }
 
 
 cdef class Publisher:
@@ -596,8 +701,9 @@ cdef class Publisher:
         return <tuple>entry
 
     cdef tuple _make_topic_entry(self, topic, modname):
+        # (full topic, frame 0, the envelope's tail, whether frame 0 is pinned)
         cdef str full
-        cdef bytes frame0, tail
+        cdef bytes frame0, tail, pinned
 
         topic = _as_text(topic, "topic")
         modname = _as_text(modname, "modname")
@@ -615,7 +721,10 @@ cdef class Publisher:
                 "topic %r cannot be encoded as UTF-8 (%s); pass text without lone "
                 "surrogates" % (full, exc.reason)) from exc
         tail = b',"topic":' + encode_json(full) + b',"username":' + encode_json(self.username) + b'}'
-        return (full, frame0, tail)
+        pinned = _pinned_topic(frame0)
+        if pinned is not None:
+            return (full, pinned, tail, True)
+        return (full, frame0, tail, False)
 
     def full_topic(self, topic=None, modname=None):
         """The full topic fedmsg would publish ``topic`` from ``modname`` on."""
@@ -654,7 +763,7 @@ cdef class Publisher:
                 + 14 + _uint_len(<unsigned long long>now) + PyBytes_GET_SIZE(<bytes>entry[2]))
 
     cdef void _write_envelope(self, char *dst, bytes body, tuple entry, unsigned long long i,
-                              time_t now) except *:
+                              time_t now, const char *uuid_text) noexcept:
         cdef bytes tail = <bytes>entry[2]
         cdef Py_ssize_t n
 
@@ -672,7 +781,7 @@ cdef class Publisher:
         dst += self._year_len
         dst[0] = b'-'
         dst += 1
-        _write_uuid4(dst)
+        memcpy(dst, uuid_text, 36)
         dst += 36
         memcpy(dst, b'","timestamp":', 14)
         dst += 14
@@ -702,6 +811,7 @@ cdef class Publisher:
         cdef bytes body, frame1
         cdef time_t now
         cdef dict envelope
+        cdef char uuid_text[36]
 
         if not topic:
             topic = "unspecified"
@@ -721,9 +831,10 @@ cdef class Publisher:
             return (<bytes>entry[1], envelope, frame1)
 
         body = encode_json(msg)
+        _write_uuid4(uuid_text)
+        frame1 = PyBytes_FromStringAndSize(NULL, self._envelope_size(body, entry, self._i + 1, now))
         self._i += 1
-        frame1 = PyBytes_FromStringAndSize(NULL, self._envelope_size(body, entry, self._i, now))
-        self._write_envelope(PyBytes_AS_STRING(frame1), body, entry, self._i, now)
+        self._write_envelope(PyBytes_AS_STRING(frame1), body, entry, self._i, now, uuid_text)
         return (<bytes>entry[1], None, frame1)
 
     # -- sending -----------------------------------------------------------
@@ -810,25 +921,42 @@ cdef class Publisher:
             self._i -= 1
 
     cdef int _send_frames(self, bytes frame0, bytes frame1) except -1:
-        cdef ffm_msg_t part
-        cdef Py_ssize_t n
+        cdef ffm_msg_t head, tail
+        cdef Py_ssize_t n0 = PyBytes_GET_SIZE(frame0), n1 = PyBytes_GET_SIZE(frame1)
+        cdef char *data
 
-        if PyBytes_GET_SIZE(frame0) + PyBytes_GET_SIZE(frame1) > self._max_size:
+        if n0 + n1 > self._max_size:
             self._forget_last()
-            self._refuse_size(PyBytes_GET_SIZE(frame0) + PyBytes_GET_SIZE(frame1),
-                              (frame0.decode("utf-8", "replace"),))
+            self._refuse_size(n0 + n1, (frame0.decode("utf-8", "replace"),))
+        data = _frame_init(&head, n0)
+        if data == NULL:
+            self._forget_last()
+            _no_frame_memory(n0)
+        memcpy(data, PyBytes_AS_STRING(frame0), n0)
+        data = _frame_init(&tail, n1)
+        if data == NULL:
+            _msg_close(&head)
+            self._forget_last()
+            _no_frame_memory(n1)
+        memcpy(data, PyBytes_AS_STRING(frame1), n1)
+        return self._send_pair(&head, &tail)
 
-        n = PyBytes_GET_SIZE(frame0)
-        _msg_init_size(&part, n)
-        memcpy(_msg_data(&part), PyBytes_AS_STRING(frame0), n)
-        if _msg_send(&part, self._handle, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0:
-            if not self._queue_full(&part):
+    cdef int _send_pair(self, ffm_msg_t *head, ffm_msg_t *tail) except -1:
+        # Both frames are made before either is sent, so a message is never
+        # half-sent; each is sent or closed here.
+        cdef int sent
+
+        if _msg_send(head, self._handle, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0:
+            try:
+                sent = self._queue_full(head)
+            except BaseException:
+                _msg_close(tail)
+                raise
+            if not sent:
+                _msg_close(tail)
                 return 0
-        n = PyBytes_GET_SIZE(frame1)
-        _msg_init_size(&part, n)
-        memcpy(_msg_data(&part), PyBytes_AS_STRING(frame1), n)
-        if _msg_send(&part, self._handle, ZMQ_DONTWAIT) < 0:
-            _msg_close(&part)
+        if _msg_send(tail, self._handle, ZMQ_DONTWAIT) < 0:
+            _msg_close(tail)
             _raise_zmq()
         self.sent += 1
         return 0
@@ -840,8 +968,10 @@ cdef class Publisher:
         cdef tuple entry, built
         cdef bytes body, frame0
         cdef time_t now
-        cdef ffm_msg_t part
+        cdef ffm_msg_t head, tail
         cdef Py_ssize_t n, size
+        cdef char *data
+        cdef char uuid_text[36]
 
         self._check_open()
         if pre_fire_hook is not None:
@@ -862,21 +992,24 @@ cdef class Publisher:
         size = self._envelope_size(body, entry, self._i + 1, now)
         if n + size > self._max_size:
             self._refuse_size(n + size, entry)
+        _write_uuid4(uuid_text)
+
+        if entry[3] is True:
+            # A constant frame: libzmq reads the pinned bytes in place.
+            if _msg_init_data(&head, PyBytes_AS_STRING(frame0), n, NULL, NULL) != 0:
+                _no_frame_memory(n)
+        else:
+            data = _frame_init(&head, n)
+            if data == NULL:
+                _no_frame_memory(n)
+            memcpy(data, PyBytes_AS_STRING(frame0), n)
+        data = _frame_init(&tail, size)
+        if data == NULL:
+            _msg_close(&head)
+            _no_frame_memory(size)
         self._i += 1
-
-        _msg_init_size(&part, n)
-        memcpy(_msg_data(&part), PyBytes_AS_STRING(frame0), n)
-        if _msg_send(&part, self._handle, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0:
-            if not self._queue_full(&part):
-                return 0
-
-        _msg_init_size(&part, size)
-        self._write_envelope(<char *>_msg_data(&part), body, entry, self._i, now)
-        if _msg_send(&part, self._handle, ZMQ_DONTWAIT) < 0:
-            _msg_close(&part)
-            _raise_zmq()
-        self.sent += 1
-        return 0
+        self._write_envelope(data, body, entry, self._i, now, uuid_text)
+        return self._send_pair(&head, &tail)
 
     def publish(self, topic=None, msg=None, modname=None, pre_fire_hook=None):
         """Publish one message, as fedmsg.publish does."""
@@ -1028,3 +1161,4 @@ def publish_many(items, modname=None):
     if not modname:
         modname = guess_modname()
     return publisher.publish_many(items, modname)
+

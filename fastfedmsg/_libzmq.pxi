@@ -29,6 +29,8 @@ cdef extern from *:
     typedef int (*ffm_msg_recv_fn)(ffm_msg_t *, void *, int);
     typedef size_t (*ffm_msg_size_fn)(ffm_msg_t *);
     typedef int (*ffm_msg_more_fn)(ffm_msg_t *);
+    typedef void (*ffm_free_fn)(void *, void *);
+    typedef int (*ffm_msg_init_data_fn)(ffm_msg_t *, void *, size_t, ffm_free_fn, void *);
     """
     ctypedef struct ffm_msg_t:
         pass
@@ -41,6 +43,8 @@ cdef extern from *:
     ctypedef int (*ffm_msg_recv_fn)(ffm_msg_t *, void *, int)
     ctypedef size_t (*ffm_msg_size_fn)(ffm_msg_t *)
     ctypedef int (*ffm_msg_more_fn)(ffm_msg_t *)
+    ctypedef void (*ffm_free_fn)(void *, void *)
+    ctypedef int (*ffm_msg_init_data_fn)(ffm_msg_t *, void *, size_t, ffm_free_fn, void *)
 
 
 # Stable parts of libzmq's ABI (zmq.h has had these values since 3.x).
@@ -57,6 +61,7 @@ cdef ffm_msg_init_fn _msg_init = NULL
 cdef ffm_msg_recv_fn _msg_recv = NULL
 cdef ffm_msg_size_fn _msg_size = NULL
 cdef ffm_msg_more_fn _msg_more = NULL
+cdef ffm_msg_init_data_fn _msg_init_data = NULL
 
 
 cdef void *_resolve(void *handle, const char *name) except NULL:
@@ -71,7 +76,7 @@ cdef void *_resolve(void *handle, const char *name) except NULL:
 
 cdef _bind_libzmq():
     global _msg_init_size, _msg_data, _msg_send, _msg_close, _zmq_errno
-    global _msg_init, _msg_recv, _msg_size, _msg_more
+    global _msg_init, _msg_recv, _msg_size, _msg_more, _msg_init_data
     cdef bytes path = os.fsencode(_pyzmq_backend.__file__)
     cdef void *handle = dlopen(path, RTLD_NOW | RTLD_NOLOAD)
 
@@ -89,6 +94,7 @@ cdef _bind_libzmq():
     _msg_recv = <ffm_msg_recv_fn>_resolve(handle, b"zmq_msg_recv")
     _msg_size = <ffm_msg_size_fn>_resolve(handle, b"zmq_msg_size")
     _msg_more = <ffm_msg_more_fn>_resolve(handle, b"zmq_msg_more")
+    _msg_init_data = <ffm_msg_init_data_fn>_resolve(handle, b"zmq_msg_init_data")
 
 
 _bind_libzmq()

@@ -38,7 +38,10 @@ from libc.string cimport memcmp, memcpy
 from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
 
 
+from cpython.ref cimport Py_INCREF
+
 include "_libzmq.pxi"
+include "_frames.pxi"
 
 
 # The pointers in _libzmq.pxi are declared as needing the GIL; these loops
@@ -108,13 +111,24 @@ cdef void *_handle_of(socket) except NULL:
     return handle
 
 
-def send_loop(socket, frames0, frames1, Py_ssize_t count):
+cdef inline char *_frame_copied(ffm_msg_t *part, size_t size) noexcept:
+    if _msg_init_size(part, size) != 0:
+        return NULL
+    return <char *>_msg_data(part)
+
+
+def send_loop(socket, frames0, frames1, Py_ssize_t count, bint pooled=True):
     """Send ``count`` two-frame messages ``[frames0[k], frames1[k]]`` on ``socket``.
 
     ``frames0`` and ``frames1`` are equally long sequences of bytes, cycled
-    over until ``count`` messages are sent.  Each frame is copied into a new
-    libzmq message and sent without blocking, with the GIL released for the
-    whole loop.  Returns ``count``; raises zmq.ZMQError if a send fails.
+    over until ``count`` messages are sent without blocking.  By default the
+    frames are made the way fastfedmsg's publisher makes them: the topic
+    frame is sent in place, as a constant libzmq frame (so ``frames0`` is
+    kept alive for the life of the process: libzmq may read it after this
+    returns), and the envelope is copied into a reused frame (_frames.pxi).
+    With ``pooled=False`` both are copied into frames that libzmq allocates
+    (zmq_msg_init_size, as zmq_send does).  Returns ``count``; raises
+    zmq.ZMQError if a send fails.
     """
     cdef void *handle = _handle_of(socket)
     cdef tuple tops = tuple(frames0)
@@ -124,13 +138,9 @@ def send_loop(socket, frames0, frames1, Py_ssize_t count):
     cdef const char **data1 = NULL
     cdef size_t *size0 = NULL
     cdef size_t *size1 = NULL
-    cdef ffm_msg_t part
+    cdef ffm_msg_t head, tail
+    cdef char *data
     cdef int failure = 0
-    cdef msg_init_size_nogil init_size = <msg_init_size_nogil><void *>_msg_init_size
-    cdef msg_data_nogil data = <msg_data_nogil><void *>_msg_data
-    cdef msg_send_nogil send = <msg_send_nogil><void *>_msg_send
-    cdef msg_close_nogil close = <msg_close_nogil><void *>_msg_close
-    cdef errno_nogil zmq_errno = <errno_nogil><void *>_zmq_errno
 
     if n == 0 or len(bodies) != n:
         raise ValueError(
@@ -155,25 +165,37 @@ def send_loop(socket, frames0, frames1, Py_ssize_t count):
             data1[k] = PyBytes_AS_STRING(bodies[k])
             size1[k] = PyBytes_GET_SIZE(bodies[k])
 
-        # The tuples keep every frame alive while the GIL is released.
-        with nogil:
-            while sent < count:
-                init_size(&part, size0[j])
-                memcpy(data(&part), data0[j], size0[j])
-                if send(&part, handle, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0:
-                    failure = zmq_errno()
-                    close(&part)
-                    break
-                init_size(&part, size1[j])
-                memcpy(data(&part), data1[j], size1[j])
-                if send(&part, handle, ZMQ_DONTWAIT) < 0:
-                    failure = zmq_errno()
-                    close(&part)
-                    break
-                sent += 1
-                j += 1
-                if j == n:
-                    j = 0
+        # The GIL stays held, as it is in a publisher's loop (the frame
+        # pool relies on it).
+        if pooled:
+            Py_INCREF(tops)  # never released: see the docstring
+        while sent < count:
+            if pooled:
+                if _msg_init_data(&head, <void *>data0[j], size0[j], NULL, NULL) != 0:
+                    _no_frame_memory(size0[j])
+            else:
+                data = _frame_copied(&head, size0[j])
+                if data == NULL:
+                    _no_frame_memory(size0[j])
+                memcpy(data, data0[j], size0[j])
+            data = _frame_init(&tail, size1[j]) if pooled else _frame_copied(&tail, size1[j])
+            if data == NULL:
+                _msg_close(&head)
+                _no_frame_memory(size1[j])
+            memcpy(data, data1[j], size1[j])
+            if _msg_send(&head, handle, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0:
+                failure = _zmq_errno()
+                _msg_close(&head)
+                _msg_close(&tail)
+                break
+            if _msg_send(&tail, handle, ZMQ_DONTWAIT) < 0:
+                failure = _zmq_errno()
+                _msg_close(&tail)
+                break
+            sent += 1
+            j += 1
+            if j == n:
+                j = 0
     finally:
         free(data0)
         free(data1)

@@ -204,10 +204,13 @@ def test_by_default_a_stalled_subscriber_loses_only_its_own_messages(endpoint_co
     reader = Subscriber(endpoint_config["endpoint"])
     count = 2000
     try:
-        # 50, not fewer: libzmq hands write credit back to the sender in
-        # batches, so with a tiny mark even a reader that keeps up can look
-        # full for a moment.
-        fastfedmsg.init(name=endpoint_config["name"], high_water_mark=50,
+        # 200, not fewer: libzmq hands write credit back to the sender in
+        # batches (every hwm/2 messages read), and the sender only reads its
+        # commands now and then, so with a small mark even a reader that
+        # keeps up can look full for a moment.  50 lost the reader's
+        # messages on a loaded machine.  The stalled subscriber still holds
+        # far fewer than 2000 (200 queued plus what the kernel buffers).
+        fastfedmsg.init(name=endpoint_config["name"], high_water_mark=200,
                         wait_for_subscribers=(2, 10))
         received = []
         for number in range(count):

@@ -1,0 +1,161 @@
+# Writable libzmq frames whose memory is reused instead of malloc'd per message.
+#
+# Included by _core.pyx and _loops.pyx after _libzmq.pxi.
+#
+# Why: zmq_msg_init_size mallocs each frame in the publishing thread, and
+# libzmq's I/O thread frees it once sent.  With glibc, a chunk freed by
+# another thread goes back to the publishing thread's arena under the
+# arena's lock, so the two threads fight over that lock on every message:
+# profiling showed a third of the publishing thread's time in malloc, free
+# and the futex calls of that lock.  Here a frame's bytes come from a block
+# the publisher keeps; libzmq calls ffm_block_release from its I/O thread
+# when done with the frame, which pushes the block onto a lock-free stack
+# that the publisher takes back whole.  libzmq still mallocs a 40-byte
+# header per frame (zmq_msg_init_data), which glibc serves from per-thread
+# and lock-free lists.
+#
+# Blocks come in power-of-two sizes from 128 B to 64 KiB; a larger frame, and
+# one of up to 33 bytes (which libzmq stores inside the zmq_msg_t), is made
+# with zmq_msg_init_size as before.  Each size keeps at most 4 MiB of idle
+# blocks (a soft bound: the count is approximate); blocks beyond it are
+# freed.  Blocks in flight when a process forks are never returned in the
+# child, whose copy of them is simply unused.
+#
+# Thread safety: ffm_block_release runs in any thread without the GIL and
+# only pushes with compare-and-swap.  ffm_block_take runs with the GIL held
+# (the extension modules are not free-threaded), which is what protects the
+# ffm_spare lists; it takes the returned stack with one atomic exchange, so
+# the stack has no ABA problem.
+
+cdef extern from *:
+    """
+    #include <stdlib.h>
+
+    #define FFM_CLASSES 10              /* 128 B << 0 .. 128 B << 9 = 64 KiB */
+    #define FFM_SMALLEST_SHIFT 7
+    #define FFM_IDLE_BYTES ((size_t)4 << 20)
+    #define FFM_HEADER 16               /* keeps the frame 16-byte aligned */
+    #define FFM_INLINE_MAX 33           /* libzmq's VSM: stored in the zmq_msg_t */
+
+    typedef struct ffm_block {
+        struct ffm_block *next;
+        size_t cls;
+    } ffm_block;
+
+    static ffm_block *ffm_returned[FFM_CLASSES];    /* pushed by libzmq's threads */
+    static size_t ffm_returned_count[FFM_CLASSES];  /* approximate */
+    static ffm_block *ffm_spare[FFM_CLASSES];       /* taken back, used under the GIL */
+    static size_t ffm_made[FFM_CLASSES];            /* blocks malloc'd, under the GIL */
+
+    static void ffm_block_release(void *data, void *hint)
+    {
+        ffm_block *block = (ffm_block *)hint;
+        size_t cls = block->cls;
+        ffm_block *head;
+        (void)data;
+
+        if (__atomic_load_n(&ffm_returned_count[cls], __ATOMIC_RELAXED)
+                >= (FFM_IDLE_BYTES >> (cls + FFM_SMALLEST_SHIFT))) {
+            free(block);
+            return;
+        }
+        __atomic_fetch_add(&ffm_returned_count[cls], 1, __ATOMIC_RELAXED);
+        head = __atomic_load_n(&ffm_returned[cls], __ATOMIC_RELAXED);
+        do {
+            block->next = head;
+        } while (!__atomic_compare_exchange_n(&ffm_returned[cls], &head, block, 1,
+                                              __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+    }
+
+    /* A block for a frame of `size` bytes (its data at block + FFM_HEADER),
+       or NULL when `size` is outside the pooled sizes or memory ran out. */
+    static ffm_block *ffm_block_take(size_t size)
+    {
+        size_t cls = 0;
+        ffm_block *block;
+
+        if (size <= FFM_INLINE_MAX)
+            return NULL;
+        while (((size_t)1 << (cls + FFM_SMALLEST_SHIFT)) < size) {
+            if (++cls == FFM_CLASSES)
+                return NULL;
+        }
+        block = ffm_spare[cls];
+        if (block == NULL) {
+            block = __atomic_exchange_n(&ffm_returned[cls], NULL, __ATOMIC_ACQUIRE);
+            if (block == NULL) {
+                block = (ffm_block *)malloc(FFM_HEADER + ((size_t)1 << (cls + FFM_SMALLEST_SHIFT)));
+                if (block != NULL) {
+                    block->cls = cls;
+                    ffm_made[cls]++;
+                }
+                return block;
+            }
+            __atomic_store_n(&ffm_returned_count[cls], 0, __ATOMIC_RELAXED);
+        }
+        ffm_spare[cls] = block->next;
+        return block;
+    }
+
+    static char *ffm_block_data(ffm_block *block)
+    {
+        return (char *)block + FFM_HEADER;
+    }
+
+    /* Idle blocks of one size, for tests and diagnostics.  Only the GIL
+       holder removes blocks, so walking below the head is safe while
+       libzmq's threads push. */
+    static size_t ffm_idle_blocks(size_t cls)
+    {
+        size_t count = 0;
+        ffm_block *block;
+
+        for (block = ffm_spare[cls]; block != NULL; block = block->next)
+            count++;
+        for (block = __atomic_load_n(&ffm_returned[cls], __ATOMIC_ACQUIRE); block != NULL;
+                block = block->next)
+            count++;
+        return count;
+    }
+    """
+    enum:
+        FFM_CLASSES
+        FFM_SMALLEST_SHIFT
+        FFM_IDLE_BYTES
+    size_t ffm_made[FFM_CLASSES]
+    size_t ffm_idle_blocks(size_t cls) noexcept
+    ctypedef struct ffm_block:
+        pass
+    void ffm_block_release(void *data, void *hint) noexcept nogil
+    ffm_block *ffm_block_take(size_t size) noexcept
+    char *ffm_block_data(ffm_block *block) noexcept nogil
+
+
+cdef inline char *_frame_init(ffm_msg_t *part, size_t size) noexcept:
+    """Make ``part`` a new frame of ``size`` writable bytes and return them, or
+    NULL when memory ran out (``part`` is then not initialised).
+
+    The caller fills the bytes, then sends or closes ``part``.
+    """
+    cdef ffm_block *block = ffm_block_take(size)
+
+    if block != NULL:
+        if _msg_init_data(part, ffm_block_data(block), size, ffm_block_release, block) == 0:
+            return ffm_block_data(block)
+        ffm_block_release(NULL, block)
+        return NULL
+    if _msg_init_size(part, size) != 0:
+        return NULL
+    return <char *>_msg_data(part)
+
+
+cdef int _no_frame_memory(size_t size) except -1:
+    raise MemoryError("libzmq could not allocate a frame of %d bytes; nothing was sent" % size)
+
+
+cdef list _frame_pool_stats():
+    """Per block size: [size, blocks malloc'd so far, blocks idle now]."""
+    cdef size_t cls
+
+    return [[1 << (cls + FFM_SMALLEST_SHIFT), ffm_made[cls], ffm_idle_blocks(cls)]
+            for cls in range(FFM_CLASSES)]
