@@ -11,7 +11,12 @@ What is measured
   sends probes until the subscriber has one, so nothing is timed before the
   subscription is in place.  A short calibration sizes each round to about
   the same duration for every competitor; the table shows the median of the
-  rounds and each figure as a ratio to fedmsg and to the floor.
+  rounds and each figure as a ratio to fedmsg and to the floor.  The floor
+  sends envelopes that fastfedmsg built beforehand, from a C loop, making
+  each frame the way fastfedmsg's publisher does (the topic frame sent in
+  place, the envelope copied into a reused block: fastfedmsg/_frames.pxi), so
+  the gap to it is what building envelopes costs; a second floor row makes
+  its frames with zmq_msg_init_size, as zmq_send does.
 * Body sizes (``--plot`` or ``--sweep``): the same, with bodies of 100 B to
   64 KiB built from the corpus.
 * Latency: fastfedmsg and fedmsg publish at a steady 10,000 messages a

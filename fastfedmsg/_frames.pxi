@@ -14,11 +14,14 @@
 # header per frame (zmq_msg_init_data), which glibc serves from per-thread
 # and lock-free lists.
 #
-# Blocks come in power-of-two sizes from 128 B to 64 KiB; a larger frame, and
+# Blocks come in power-of-two sizes from 128 B to 8 KiB.  A larger frame, and
 # one of up to 33 bytes (which libzmq stores inside the zmq_msg_t), is made
-# with zmq_msg_init_size as before.  Each size keeps at most 4 MiB of idle
-# blocks (a soft bound: the count is approximate); blocks beyond it are
-# freed.  Blocks in flight when a process forks are never returned in the
+# with zmq_msg_init_size as before: for large frames the copy and the
+# encoding dwarf the allocation, and pooling them measured slower (rounding
+# up doubles the memory, and the idle bound is soon reached when a queue
+# runs deep).  Each size keeps at most 4 MiB of idle blocks (a soft bound:
+# the count is approximate); blocks beyond it are freed.  Blocks in flight
+# when a process forks are never returned in the
 # child, whose copy of them is simply unused.
 #
 # Thread safety: ffm_block_release runs in any thread without the GIL and
@@ -31,7 +34,7 @@ cdef extern from *:
     """
     #include <stdlib.h>
 
-    #define FFM_CLASSES 10              /* 128 B << 0 .. 128 B << 9 = 64 KiB */
+    #define FFM_CLASSES 7               /* 128 B << 0 .. 128 B << 6 = 8 KiB */
     #define FFM_SMALLEST_SHIFT 7
     #define FFM_IDLE_BYTES ((size_t)4 << 20)
     #define FFM_HEADER 16               /* keeps the frame 16-byte aligned */
