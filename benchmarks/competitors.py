@@ -259,10 +259,26 @@ class FloorCopied(Floor):
     pooled = False
 
 
+class FloorWithOrjson(Floor):
+    """The floor plus orjson.dumps of each body in the same C loop (the body
+    alone, no envelope): a bound that no publisher encoding with orjson can
+    pass, however little else it does."""
+
+    key = "floor_orjson"
+    label = "floor + orjson.dumps of each body"
+
+    def prepare(self, items):
+        tops, _bodies = Floor.prepare(self, items)
+        return tops, [msg for _modname, _topic, msg in items]
+
+    def send(self, prepared, count):
+        self.loops.encode_loop(self.socket, prepared[0], prepared[1], count)
+
+
 #: Every competitor, in the order of the table.
 COMPETITORS = {cls.key: cls for cls in (
     FastfedmsgPublish, FastfedmsgGuessed, FastfedmsgPublishMany,
-    FedmsgPublish, FedmsgGuessed, PlainPyzmqOrjson, Floor, FloorCopied)}
+    FedmsgPublish, FedmsgGuessed, PlainPyzmqOrjson, Floor, FloorCopied, FloorWithOrjson)}
 
 #: The competitors of the latency and memory runs.
 LATENCY_COMPETITORS = ("fastfedmsg", "fedmsg")

@@ -405,34 +405,55 @@ def fork_generation():
     imported fastfedmsg (0 there, 1 in its children, ...)."""
     return _fork_generation
 
-cdef const char *_HEX = b"0123456789abcdef"
+cdef extern from *:
+    """
+    /* "00" .. "ff": two hex digits per byte, written with one 16-bit copy. */
+    static char ffm_hex_pairs[512];
+
+    static void ffm_init_hex_pairs(void)
+    {
+        static const char digits[] = "0123456789abcdef";
+        int b;
+
+        for (b = 0; b < 256; b++) {
+            ffm_hex_pairs[2 * b] = digits[b >> 4];
+            ffm_hex_pairs[2 * b + 1] = digits[b & 15];
+        }
+    }
+
+    /* 36 characters of an RFC 4122 version-4 UUID from 16 random bytes. */
+    static void ffm_format_uuid4(char *dst, const unsigned char *src)
+    {
+        unsigned char bytes[16];
+        int k;
+
+        memcpy(bytes, src, 16);
+        bytes[6] = (bytes[6] & 0x0F) | 0x40;   /* version 4 */
+        bytes[8] = (bytes[8] & 0x3F) | 0x80;   /* RFC 4122 variant */
+        for (k = 0; k < 16; k++) {
+            if (k == 4 || k == 6 || k == 8 || k == 10)
+                *dst++ = '-';
+            memcpy(dst, ffm_hex_pairs + 2 * bytes[k], 2);
+            dst += 2;
+        }
+    }
+    """
+    void ffm_init_hex_pairs() noexcept
+    void ffm_format_uuid4(char *dst, const unsigned char *src) noexcept
+
+
+ffm_init_hex_pairs()
 
 
 cdef void _write_uuid4(char *dst) except *:
     """Write 36 characters of a random RFC 4122 version-4 UUID into dst."""
     global _random, _random_pos
-    cdef const unsigned char *src
-    cdef unsigned char b
-    cdef int k, out = 0
 
     if _random_pos + 16 > RANDOM_BUFFER:
         _random = os.urandom(RANDOM_BUFFER)
         _random_pos = 0
-    src = <const unsigned char *>PyBytes_AS_STRING(_random) + _random_pos
+    ffm_format_uuid4(dst, <const unsigned char *>PyBytes_AS_STRING(_random) + _random_pos)
     _random_pos += 16
-
-    for k in range(16):
-        b = src[k]
-        if k == 6:
-            b = (b & 0x0F) | 0x40
-        elif k == 8:
-            b = (b & 0x3F) | 0x80
-        if k == 4 or k == 6 or k == 8 or k == 10:
-            dst[out] = b'-'
-            out += 1
-        dst[out] = _HEX[b >> 4]
-        dst[out + 1] = _HEX[b & 0x0F]
-        out += 2
 
 
 def uuid4_text():
