@@ -208,22 +208,15 @@ cdef extern from *:
             }
             return 1;
         }
-        if (kind == &PyList_Type) {
-            n = PyList_GET_SIZE(obj);
+        if (kind == &PyList_Type || kind == &PyTuple_Type) {
+            /* The PySequence_Fast macros read lists and tuples alike. */
+            n = PySequence_Fast_GET_SIZE(obj);
             for (k = 0; k < n; k++) {
-                value = PyList_GET_ITEM(obj, k);
+                value = PySequence_Fast_GET_ITEM(obj, k);
                 kind = Py_TYPE(value);
                 if (kind == &PyUnicode_Type || kind == &PyLong_Type)
                     continue;
                 if (!ffm_all_plain(value, limit - 1))
-                    return 0;
-            }
-            return 1;
-        }
-        if (kind == &PyTuple_Type) {
-            n = PyTuple_GET_SIZE(obj);
-            for (k = 0; k < n; k++) {
-                if (!ffm_all_plain(PyTuple_GET_ITEM(obj, k), limit - 1))
                     return 0;
             }
             return 1;

@@ -113,6 +113,23 @@ cdef void *_handle_of(socket) except NULL:
     return handle
 
 
+cdef inline int _send_two(void *handle, ffm_msg_t *head, ffm_msg_t *tail) noexcept:
+    """Send ``head`` and ``tail`` as one message without blocking: 0, or the
+    errno of a refused send (both frames are then closed)."""
+    cdef int failure
+
+    if _msg_send(head, handle, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0:
+        failure = _zmq_errno()
+        _msg_close(head)
+        _msg_close(tail)
+        return failure
+    if _msg_send(tail, handle, ZMQ_DONTWAIT) < 0:
+        failure = _zmq_errno()
+        _msg_close(tail)
+        return failure
+    return 0
+
+
 cdef inline char *_frame_copied(ffm_msg_t *part, size_t size) noexcept:
     if _msg_init_size(part, size) != 0:
         return NULL
@@ -185,14 +202,8 @@ def send_loop(socket, frames0, frames1, Py_ssize_t count, bint pooled=True):
                 _msg_close(&head)
                 _no_frame_memory(size1[j])
             memcpy(data, data1[j], size1[j])
-            if _msg_send(&head, handle, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0:
-                failure = _zmq_errno()
-                _msg_close(&head)
-                _msg_close(&tail)
-                break
-            if _msg_send(&tail, handle, ZMQ_DONTWAIT) < 0:
-                failure = _zmq_errno()
-                _msg_close(&tail)
+            failure = _send_two(handle, &head, &tail)
+            if failure:
                 break
             sent += 1
             j += 1
@@ -248,14 +259,8 @@ def encode_loop(socket, frames0, bodies, Py_ssize_t count):
             _msg_close(&head)
             _no_frame_memory(size)
         memcpy(data, PyBytes_AS_STRING(encoded), size)
-        if _msg_send(&head, handle, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0:
-            failure = _zmq_errno()
-            _msg_close(&head)
-            _msg_close(&tail)
-            break
-        if _msg_send(&tail, handle, ZMQ_DONTWAIT) < 0:
-            failure = _zmq_errno()
-            _msg_close(&tail)
+        failure = _send_two(handle, &head, &tail)
+        if failure:
             break
         sent += 1
         j += 1
