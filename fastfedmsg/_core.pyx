@@ -576,6 +576,14 @@ cdef bytes _pinned_topic(bytes frame0):
     return frame0
 
 
+cdef list _frame_pool_stats():
+    # Per block size: [size, blocks malloc'd so far, blocks idle now].
+    cdef int cls
+
+    return [[1 << (cls + FFM_SMALLEST_SHIFT), ffm_made[cls], ffm_idle_blocks(cls)]
+            for cls in range(FFM_CLASSES)]
+
+
 def frame_memory():
     """Where the hot path's frame memory is, for tests and diagnostics.
 

@@ -108,7 +108,7 @@ cdef extern from *:
     /* Idle blocks of one size, for tests and diagnostics.  Only the GIL
        holder removes blocks, so walking below the head is safe while
        libzmq's threads push. */
-    static size_t ffm_idle_blocks(size_t cls)
+    static inline size_t ffm_idle_blocks(size_t cls)
     {
         size_t count = 0;
         ffm_block *block;
@@ -155,10 +155,3 @@ cdef inline char *_frame_init(ffm_msg_t *part, size_t size) noexcept:
 cdef int _no_frame_memory(size_t size) except -1:
     raise MemoryError("libzmq could not allocate a frame of %d bytes; nothing was sent" % size)
 
-
-cdef list _frame_pool_stats():
-    """Per block size: [size, blocks malloc'd so far, blocks idle now]."""
-    cdef size_t cls
-
-    return [[1 << (cls + FFM_SMALLEST_SHIFT), ffm_made[cls], ffm_idle_blocks(cls)]
-            for cls in range(FFM_CLASSES)]
