@@ -25,6 +25,7 @@ subscribes again when its broker goes away.
 
 import argparse
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -138,6 +139,7 @@ class CoilmqBroker(Broker):
         self.start()
 
     def stop(self):
+        """Stop the broker and remove its folder (log and auth file)."""
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -145,6 +147,7 @@ class CoilmqBroker(Broker):
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def shared_broker():
