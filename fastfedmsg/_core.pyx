@@ -84,25 +84,56 @@ include "_frames.pxi"
 
 
 # ---------------------------------------------------------------------------
-# JSON: orjson where it provably agrees with fedmsg, fedmsg's own encoder
-# (the stdlib one with fedmsg's settings and default hook) everywhere else.
+# JSON, in two tiers.
 #
-# A body is first scanned with exact type checks (cheaper than the encoding):
-#   _PLAIN  only exact dict/list/tuple/str/int/bool/None and finite floats:
-#           orjson alone;
+# Plain bodies (only exact dict with str keys, list, tuple, str, int within
+# 64 bits, bool, None and finite floats: nearly every real one) are written
+# by _json_writer.h straight into a buffer, in the one walk that also checks
+# the types.  Checking first and then encoding with orjson walked every body
+# twice and made a bytes object per message: together they cost more than
+# the rest of a publish.
+#
+# Every other body takes the general path, which classifies it first:
+#   _PLAIN  what the writer gave up on but orjson encodes as fedmsg would
+#           (integers beyond 63 bits): orjson alone;
 #   _HOOKED also datetimes, dates, sets, objects with __json__, and
 #           subclasses of the JSON types (read the way the stdlib encoder
 #           reads them): orjson with fedmsg_default, whose results are
 #           scanned in turn;
 #   _STDLIB anything else (NaN and infinities, UUIDs and Enums that orjson
-#           would encode but fedmsg refuses, unknown types, deep nesting):
-#           fedmsg's encoder, which also raises fedmsg's errors.
+#           would encode but fedmsg refuses, unknown types, lone surrogates,
+#           deep nesting): fedmsg's encoder, which also raises fedmsg's errors.
 # orjson still refuses integers beyond 64 bits and non-string keys with a
 # TypeError; those bodies go to fedmsg's encoder too.
 #
-# Keys are not sorted on this path: fedmsg sorts them, but no subscriber can
-# tell once the JSON is decoded, and sorting costs a sixth of orjson's time.
-# What is signed is still encoded canonically (crypto.py).
+# Keys are not sorted on either path: fedmsg sorts them, but no subscriber
+# can tell once the JSON is decoded, and sorting costs a sixth of the
+# encoding.  What is signed is still encoded canonically (crypto.py).
+
+cdef extern from "_json_writer.h":
+    """
+    /* The one buffer every plain body is written into, under the GIL. */
+    static ffm_buffer ffm_scratch;
+    """
+    ctypedef struct ffm_buffer:
+        char *data
+        size_t size
+        size_t capacity
+    ffm_buffer ffm_scratch
+    int FFM_WROTE
+    int ffm_reserve(ffm_buffer *buf, size_t extra) except -1
+    int ffm_write_value(ffm_buffer *buf, object obj, int depth) except -1
+    void ffm_buffer_release(ffm_buffer *buf) noexcept
+
+#: The scratch buffer grows to the largest body written; beyond this it is
+#: given back after each message, so that one huge body does not pin memory.
+DEF SCRATCH_KEPT = 1 << 20
+
+
+cdef inline void _trim_scratch() noexcept:
+    if ffm_scratch.capacity > SCRATCH_KEPT:
+        ffm_buffer_release(&ffm_scratch)
+
 
 cdef object _orjson_dumps = orjson.dumps
 cdef int _ORJSON_OPTS = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
@@ -173,58 +204,6 @@ def _stdlib_default(obj):
 canonical_encoder = _stdjson.JSONEncoder(
     sort_keys=True, separators=(",", ":"), default=_stdlib_default)
 cdef object _canonical_encode = canonical_encoder.encode
-
-
-cdef extern from *:
-    """
-    #include <math.h>
-
-    /* 1 when every value under `obj` is an exact str, int, bool, None,
-       finite float, dict, list or tuple, nested less than `limit` deep: the
-       common case, which orjson encodes as fedmsg would.  0 sends the body
-       to _scan, which sorts out the rest.  Borrowed references are safe:
-       nothing here runs Python code. */
-    static int ffm_all_plain(PyObject *obj, int limit)
-    {
-        PyTypeObject *kind = Py_TYPE(obj);
-        Py_ssize_t pos, n, k;
-        PyObject *key, *value;
-
-        if (kind == &PyUnicode_Type || kind == &PyLong_Type || kind == &PyBool_Type
-                || obj == Py_None)
-            return 1;
-        if (kind == &PyFloat_Type)
-            return isfinite(PyFloat_AS_DOUBLE(obj));
-        if (limit <= 0)
-            return 0;
-        if (kind == &PyDict_Type) {
-            pos = 0;
-            while (PyDict_Next(obj, &pos, &key, &value)) {
-                kind = Py_TYPE(value);
-                if (kind == &PyUnicode_Type || kind == &PyLong_Type)
-                    continue;
-                if (!ffm_all_plain(value, limit - 1))
-                    return 0;
-            }
-            return 1;
-        }
-        if (kind == &PyList_Type || kind == &PyTuple_Type) {
-            /* The PySequence_Fast macros read lists and tuples alike. */
-            n = PySequence_Fast_GET_SIZE(obj);
-            for (k = 0; k < n; k++) {
-                value = PySequence_Fast_GET_ITEM(obj, k);
-                kind = Py_TYPE(value);
-                if (kind == &PyUnicode_Type || kind == &PyLong_Type)
-                    continue;
-                if (!ffm_all_plain(value, limit - 1))
-                    return 0;
-            }
-            return 1;
-        }
-        return 0;
-    }
-    """
-    bint ffm_all_plain(object obj, int limit) noexcept
 
 
 cdef inline int _worse(int a, int b):
@@ -313,7 +292,19 @@ cpdef bytes encode_json(obj):
     carry and fastfedmsg.errors.InvalidMessageError (a ValueError) for values
     such as circular references, where fedmsg raises TypeError and ValueError.
     """
-    cdef int level = _PLAIN if ffm_all_plain(obj, _SCAN_DEPTH) else _scan(obj, 0)
+    cdef bytes encoded
+
+    ffm_scratch.size = 0
+    if ffm_write_value(&ffm_scratch, obj, _SCAN_DEPTH) == FFM_WROTE:
+        encoded = PyBytes_FromStringAndSize(ffm_scratch.data, ffm_scratch.size)
+        _trim_scratch()
+        return encoded
+    return _encode_general(obj)
+
+
+cdef bytes _encode_general(obj):
+    # Bodies the writer gave up on: see the tiers above.
+    cdef int level = _scan(obj, 0)
 
     if level == _PLAIN:
         try:
@@ -536,6 +527,8 @@ DEF TOPIC_CACHE_LIMIT = 8192
 DEF PINNED_TOPIC_BYTES = 4 << 20
 DEF ZMQ_EINTR = 4
 DEF SUBSCRIPTIONS_PER_TICK = 1000
+#: Room before the body for {"i":N,"msg": (N has at most 20 digits).
+DEF ENVELOPE_HEAD_ROOM = 32
 
 # What publish does when a subscriber's queue is at the high-water mark.
 DEF ON_FULL_DROP = 0
@@ -779,36 +772,60 @@ cdef class Publisher:
                 return
             _msg_close(&frame)
 
-    cdef Py_ssize_t _envelope_size(self, bytes body, tuple entry, unsigned long long i, time_t now):
-        # {"i":N,"msg":BODY,"msg_id":"YEAR-UUID","timestamp":T + tail
-        return (5 + _uint_len(i) + 7 + PyBytes_GET_SIZE(body) + 11 + self._year_len + 1 + 36
-                + 14 + _uint_len(<unsigned long long>now) + PyBytes_GET_SIZE(<bytes>entry[2]))
+    cdef Py_ssize_t _write_envelope(self, msg, tuple entry, time_t now,
+                                    const char *uuid_text) except -1:
+        """Write the envelope of ``msg``, numbered ``self._i + 1``, into the
+        scratch buffer; return the offset where it starts (it ends at the
+        buffer's size).
 
-    cdef void _write_envelope(self, char *dst, bytes body, tuple entry, unsigned long long i,
-                              time_t now, const char *uuid_text) noexcept:
-        cdef bytes tail = <bytes>entry[2]
-        cdef Py_ssize_t n
+        The body is written first, ENVELOPE_HEAD_ROOM bytes in, then what
+        follows it, then ``{"i":N,"msg":`` just before it, once N's length
+        is known.  No Python code runs from the body's last write to the
+        caller's copy out of the buffer, so nothing else can write into it.
+        """
+        cdef bytes body, tail = <bytes>entry[2]
+        cdef unsigned long long i = self._i + 1
+        cdef Py_ssize_t n, start
+        cdef char *out
 
-        memcpy(dst, b'{"i":', 5)
-        dst += 5
-        dst += _write_uint(dst, i)
-        memcpy(dst, b',"msg":', 7)
-        dst += 7
-        n = PyBytes_GET_SIZE(body)
-        memcpy(dst, PyBytes_AS_STRING(body), n)
-        dst += n
-        memcpy(dst, b',"msg_id":"', 11)
-        dst += 11
-        memcpy(dst, self._year, self._year_len)
-        dst += self._year_len
-        dst[0] = b'-'
-        dst += 1
-        memcpy(dst, uuid_text, 36)
-        dst += 36
-        memcpy(dst, b'","timestamp":', 14)
-        dst += 14
-        dst += _write_uint(dst, <unsigned long long>now)
-        memcpy(dst, PyBytes_AS_STRING(tail), PyBytes_GET_SIZE(tail))
+        ffm_scratch.size = 0
+        ffm_reserve(&ffm_scratch, ENVELOPE_HEAD_ROOM)
+        ffm_scratch.size = ENVELOPE_HEAD_ROOM
+        if ffm_write_value(&ffm_scratch, msg, _SCAN_DEPTH) != FFM_WROTE:
+            # The general path may run Python code (__json__, say), which
+            # may itself publish: the buffer is only written again after it.
+            body = _encode_general(msg)
+            n = PyBytes_GET_SIZE(body)
+            ffm_scratch.size = ENVELOPE_HEAD_ROOM
+            ffm_reserve(&ffm_scratch, n)
+            memcpy(ffm_scratch.data + ENVELOPE_HEAD_ROOM, PyBytes_AS_STRING(body), n)
+            ffm_scratch.size += n
+
+        # ,"msg_id":"YEAR-UUID","timestamp":T then the cached topic and username
+        ffm_reserve(&ffm_scratch, 11 + self._year_len + 1 + 36 + 14 + 20 + PyBytes_GET_SIZE(tail))
+        out = ffm_scratch.data + ffm_scratch.size
+        memcpy(out, b',"msg_id":"', 11)
+        out += 11
+        memcpy(out, self._year, self._year_len)
+        out += self._year_len
+        out[0] = b'-'
+        out += 1
+        memcpy(out, uuid_text, 36)
+        out += 36
+        memcpy(out, b'","timestamp":', 14)
+        out += 14
+        out += _write_uint(out, <unsigned long long>now)
+        memcpy(out, PyBytes_AS_STRING(tail), PyBytes_GET_SIZE(tail))
+        out += PyBytes_GET_SIZE(tail)
+        ffm_scratch.size = out - ffm_scratch.data
+
+        start = ENVELOPE_HEAD_ROOM - (5 + _uint_len(i) + 7)
+        out = ffm_scratch.data + start
+        memcpy(out, b'{"i":', 5)
+        out += 5
+        out += _write_uint(out, i)
+        memcpy(out, b',"msg":', 7)
+        return start
 
     cdef dict _envelope_dict(self, tuple entry, msg, unsigned long long i, time_t now):
         cdef char uuid_text[36]
@@ -830,9 +847,10 @@ cdef class Publisher:
         until the body has been encoded.
         """
         cdef tuple entry
-        cdef bytes body, frame1
+        cdef bytes frame1
         cdef time_t now
         cdef dict envelope
+        cdef Py_ssize_t start
         cdef char uuid_text[36]
 
         if not topic:
@@ -852,11 +870,11 @@ cdef class Publisher:
             self._i += 1
             return (<bytes>entry[1], envelope, frame1)
 
-        body = encode_json(msg)
         _write_uuid4(uuid_text)
-        frame1 = PyBytes_FromStringAndSize(NULL, self._envelope_size(body, entry, self._i + 1, now))
+        start = self._write_envelope(msg, entry, now, uuid_text)
+        frame1 = PyBytes_FromStringAndSize(ffm_scratch.data + start, ffm_scratch.size - start)
+        _trim_scratch()
         self._i += 1
-        self._write_envelope(PyBytes_AS_STRING(frame1), body, entry, self._i, now, uuid_text)
         return (<bytes>entry[1], None, frame1)
 
     # -- sending -----------------------------------------------------------
@@ -988,10 +1006,10 @@ cdef class Publisher:
         # refused (ZMQ_XPUB_NODROP) and _queue_full decides; so the GIL is
         # kept (releasing it would cost more than the send).
         cdef tuple entry, built
-        cdef bytes body, frame0
+        cdef bytes frame0
         cdef time_t now
         cdef ffm_msg_t head, tail
-        cdef Py_ssize_t n, size
+        cdef Py_ssize_t n, size, start
         cdef char *data
         cdef char uuid_text[36]
 
@@ -1005,17 +1023,17 @@ cdef class Publisher:
         if not msg:
             msg = {}
         entry = self._topic_entry(topic, modname)
-        body = encode_json(msg)
-
         now = _wall_seconds()
         self._tick(now)
+        _write_uuid4(uuid_text)
+        start = self._write_envelope(msg, entry, now, uuid_text)
+
         frame0 = <bytes>entry[1]
         n = PyBytes_GET_SIZE(frame0)
-        size = self._envelope_size(body, entry, self._i + 1, now)
+        size = ffm_scratch.size - start
         if n + size > self._max_size:
+            _trim_scratch()
             self._refuse_size(n + size, entry)
-        _write_uuid4(uuid_text)
-
         if entry[3] is True:
             # A constant frame: libzmq reads the pinned bytes in place.
             if _msg_init_data(&head, PyBytes_AS_STRING(frame0), n, NULL, NULL) != 0:
@@ -1029,8 +1047,9 @@ cdef class Publisher:
         if data == NULL:
             _msg_close(&head)
             _no_frame_memory(size)
+        memcpy(data, ffm_scratch.data + start, size)
+        _trim_scratch()
         self._i += 1
-        self._write_envelope(data, body, entry, self._i, now, uuid_text)
         return self._send_pair(&head, &tail)
 
     def publish(self, topic=None, msg=None, modname=None, pre_fire_hook=None):
