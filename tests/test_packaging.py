@@ -41,3 +41,16 @@ def test_one_libzmq_is_mapped_after_publishing(endpoint_config):
     with open("/proc/self/maps") as maps:
         libraries = {line.split()[-1] for line in maps if "libzmq" in line}
     assert len(libraries) == 1, libraries
+
+
+def test_the_sdist_manifest_names_every_source_the_build_needs():
+    # pip builds from an sdist, which holds only what MANIFEST.in names; a
+    # header or include file left out builds here and fails there.
+    package = pathlib.Path(__file__).resolve().parent.parent / "fastfedmsg"
+    manifest = (package.parent / "MANIFEST.in").read_text().split()
+    sources = sorted(path.relative_to(package.parent).as_posix()
+                     for pattern in ("*.pyx", "*.pxi", "*.h", "*.pyi")
+                     for path in package.glob(pattern))
+    assert sources, "no compiled sources found next to the package"
+    missing = [source for source in sources if source not in manifest]
+    assert not missing, "MANIFEST.in does not include %s" % ", ".join(missing)
