@@ -41,6 +41,8 @@ import zmq.backend.cython._zmq as _pyzmq_backend
 
 from fastfedmsg import errors as _errors
 
+cimport cython
+
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF
@@ -448,29 +450,9 @@ def uuid4_text():
     return buf[:36].decode("ascii")
 
 
-cdef inline int _write_uint(char *dst, unsigned long long value):
-    cdef char tmp[24]
-    cdef int n = 0, k
-
-    if value == 0:
-        dst[0] = b'0'
-        return 1
-    while value:
-        tmp[n] = <char>(48 + value % 10)
-        value //= 10
-        n += 1
-    for k in range(n):
-        dst[k] = tmp[n - 1 - k]
-    return n
-
-
-cdef inline int _uint_len(unsigned long long value):
-    cdef int n = 1
-
-    while value >= 10:
-        value //= 10
-        n += 1
-    return n
+cdef extern from "_json_writer.h":
+    int _write_uint "ffm_write_uint" (char *dst, unsigned long long value) noexcept
+    int _uint_len "ffm_uint_length" (unsigned long long value) noexcept
 
 
 # ---------------------------------------------------------------------------
@@ -529,6 +511,11 @@ DEF ZMQ_EINTR = 4
 DEF SUBSCRIPTIONS_PER_TICK = 1000
 #: Room before the body for {"i":N,"msg": (N has at most 20 digits).
 DEF ENVELOPE_HEAD_ROOM = 32
+#: publish_many builds this many messages, then sends them in one burst.
+DEF MANY_CHUNK = 64
+DEF MANY_NEXT = 0      # what publish_many was doing when it failed
+DEF MANY_PREPARE = 1
+DEF MANY_SEND = 2
 
 # What publish does when a subscriber's queue is at the high-water mark.
 DEF ON_FULL_DROP = 0
@@ -594,6 +581,7 @@ def frame_memory():
     }
 
 
+@cython.final
 cdef class Publisher:
     """Builds fedmsg envelopes and sends them on one PUB or XPUB socket.
 
@@ -629,6 +617,7 @@ cdef class Publisher:
     cdef Py_ssize_t _max_size
     cdef unsigned long _generation
     cdef bint _reads_subscriptions
+    cdef Py_ssize_t failed_at
 
     def __cinit__(self, socket, str topic_prefix, str environment, username=None,
                   on_full="drop", int send_timeout=-1, max_message_size=None):
@@ -654,6 +643,7 @@ cdef class Publisher:
         self.send_timeout = send_timeout
         self._max_size = PY_SSIZE_T_MAX if max_message_size is None else max_message_size
         self._generation = _fork_generation
+        self.failed_at = -1
         # An XPUB socket queues every new subscription for its owner to read;
         # nobody else reads them, so the publisher drops them once a second.
         self._reads_subscriptions = socket is not None and socket.type == zmq.XPUB
@@ -1005,18 +995,26 @@ cdef class Publisher:
         # Sends never block here: at the high-water mark the first frame is
         # refused (ZMQ_XPUB_NODROP) and _queue_full decides; so the GIL is
         # kept (releasing it would cost more than the send).
-        cdef tuple entry, built
-        cdef bytes frame0
-        cdef time_t now
+        cdef tuple built
         cdef ffm_msg_t head, tail
-        cdef Py_ssize_t n, size, start
-        cdef char *data
-        cdef char uuid_text[36]
 
         self._check_open()
         if pre_fire_hook is not None:
             built = self.build(topic, msg, modname, pre_fire_hook)
             return self._send_frames(<bytes>built[0], <bytes>built[2])
+        self._prepare(topic, msg, modname, &head, &tail)
+        return self._send_pair(&head, &tail)
+
+    cdef int _prepare(self, topic, msg, modname, ffm_msg_t *head, ffm_msg_t *tail) except -1:
+        """Build the next message's two frames in ``head`` and ``tail`` and
+        count it; the caller sends or closes both.  On error nothing is
+        counted and neither frame is left open."""
+        cdef tuple entry
+        cdef bytes frame0
+        cdef time_t now
+        cdef Py_ssize_t n, size, start
+        cdef char *data
+        cdef char uuid_text[36]
 
         if not topic:
             topic = "unspecified"
@@ -1036,21 +1034,46 @@ cdef class Publisher:
             self._refuse_size(n + size, entry)
         if entry[3] is True:
             # A constant frame: libzmq reads the pinned bytes in place.
-            if _msg_init_data(&head, PyBytes_AS_STRING(frame0), n, NULL, NULL) != 0:
+            if _msg_init_data(head, PyBytes_AS_STRING(frame0), n, NULL, NULL) != 0:
                 _no_frame_memory(n)
         else:
-            data = _frame_init(&head, n)
+            data = _frame_init(head, n)
             if data == NULL:
                 _no_frame_memory(n)
             memcpy(data, PyBytes_AS_STRING(frame0), n)
-        data = _frame_init(&tail, size)
+        data = _frame_init(tail, size)
         if data == NULL:
-            _msg_close(&head)
+            _msg_close(head)
             _no_frame_memory(size)
         memcpy(data, ffm_scratch.data + start, size)
         _trim_scratch()
         self._i += 1
-        return self._send_pair(&head, &tail)
+        return 0
+
+    cdef Py_ssize_t _send_prepared(self, ffm_msg_t *heads, ffm_msg_t *tails,
+                                   Py_ssize_t count) except -1:
+        """Send ``count`` prepared messages in order; returns ``count``.
+
+        When message k fails, the ones after it are closed unsent and give
+        their ``i`` back, message k's frames are closed (_send_pair), and
+        the error is raised with ``failed_at`` set to k.
+        """
+        cdef Py_ssize_t k, j
+        cdef unsigned long long last_i = self._i, before
+
+        for k in range(count):
+            before = self._i
+            try:
+                self._send_pair(&heads[k], &tails[k])
+            except BaseException as exc:
+                for j in range(k + 1, count):
+                    _msg_close(&heads[j])
+                    _msg_close(&tails[j])
+                # Message k's own i was given back by _queue_full or not.
+                self._i = last_i - (count - 1 - k) - (before - self._i)
+                self.failed_at = k
+                raise
+        return count
 
     def publish(self, topic=None, msg=None, modname=None, pre_fire_hook=None):
         """Publish one message, as fedmsg.publish does."""
@@ -1072,34 +1095,79 @@ cdef class Publisher:
         fastfedmsg.errors.PublishManyError naming its index, after the items
         before it were sent and before any after it (HighWaterMarkError is
         raised as itself, with ``index`` set).
+
+        Items are built MANY_CHUNK at a time and each chunk is then sent in
+        one burst: libzmq's I/O thread, woken once for the burst, sends it
+        in full TCP batches, where messages that trickle in one by one wake
+        it for every few (that wake-up costs more CPU than building a
+        message).  The first item of a chunk therefore leaves at most
+        MANY_CHUNK builds later than one publish would send it.
         """
-        cdef Py_ssize_t index = 0
+        cdef ffm_msg_t heads[MANY_CHUNK]
+        cdef ffm_msg_t tails[MANY_CHUNK]
+        cdef Py_ssize_t index = 0, chunk_start = 0, ready = 0, count
+        cdef int step = MANY_NEXT
         cdef object item, item_modname
 
         self._check_open()
         if not modname:
             modname = guess_modname()
-        for item in items:
-            try:
+        try:
+            for item in items:
+                step = MANY_PREPARE
                 if type(item) is tuple and len(<tuple>item) == 2:
-                    self._publish((<tuple>item)[0], (<tuple>item)[1], modname, None)
+                    self._prepare((<tuple>item)[0], (<tuple>item)[1], modname,
+                                  &heads[ready], &tails[ready])
                 elif isinstance(item, dict):
                     item_modname = (<dict>item).get("modname") or modname
-                    self._publish((<dict>item).get("topic"), (<dict>item).get("msg"),
-                                  item_modname, None)
+                    self._prepare((<dict>item).get("topic"), (<dict>item).get("msg"),
+                                  item_modname, &heads[ready], &tails[ready])
                 elif isinstance(item, (tuple, list)) and len(item) == 2:
-                    self._publish(item[0], item[1], modname, None)
+                    self._prepare(item[0], item[1], modname, &heads[ready], &tails[ready])
                 else:
                     raise _errors.InvalidMessageError(
                         "expected a (topic, msg) pair or a dict with 'topic' and 'msg', "
                         "found %s" % (type(item).__name__,))
-            except _errors.HighWaterMarkError as exc:
-                exc.index = index
+                ready += 1
+                index += 1
+                if ready == MANY_CHUNK:
+                    step = MANY_SEND
+                    ready = 0    # the frames are _send_prepared's now
+                    self._send_prepared(heads, tails, MANY_CHUNK)
+                    chunk_start = index
+                step = MANY_NEXT
+            if ready:
+                step = MANY_SEND
+                count, ready = ready, 0
+                self._send_prepared(heads, tails, count)
+        except BaseException as exc:
+            if step == MANY_SEND:
+                raise self._many_error(exc, chunk_start + self.failed_at)
+            # The iterator, or the item at ``index``, failed: the items
+            # before it still go out, then its error is raised (or the error
+            # of the first of them that could not be sent).
+            if ready:
+                count, ready = ready, 0
+                try:
+                    self._send_prepared(heads, tails, count)
+                except BaseException as send_exc:
+                    raise self._many_error(send_exc, chunk_start + self.failed_at)
+            if step == MANY_NEXT:
                 raise
-            except (TypeError, ValueError) as exc:
-                raise _errors.PublishManyError(index, exc) from exc
-            index += 1
+            raise self._many_error(exc, index)
         return index
+
+    cdef object _many_error(self, exc, Py_ssize_t index):
+        # What publish_many raises for a failure at item ``index``.
+        self.failed_at = -1
+        if isinstance(exc, _errors.HighWaterMarkError):
+            exc.index = index
+            return exc
+        if isinstance(exc, (TypeError, ValueError)):
+            error = _errors.PublishManyError(index, exc)
+            error.__cause__ = exc
+            return error
+        return exc
 
 
 cdef str _as_text(value, str what):

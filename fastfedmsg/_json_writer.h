@@ -361,6 +361,33 @@ static inline char *ffm_digits_before(char *end, unsigned long long value)
     return end;
 }
 
+/* How many decimal digits `value` has. */
+static inline int ffm_uint_length(unsigned long long value)
+{
+    static const unsigned long long powers[20] = {
+        1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL, 10000000ULL,
+        100000000ULL, 1000000000ULL, 10000000000ULL, 100000000000ULL, 1000000000000ULL,
+        10000000000000ULL, 100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL,
+        100000000000000000ULL, 1000000000000000000ULL, 10000000000000000000ULL,
+    };
+    int guess;
+
+    if (value < 10)
+        return 1;
+    /* log10(2) ~ 1233 / 4096: the length is the guess or one more. */
+    guess = ((64 - __builtin_clzll(value)) * 1233) >> 12;
+    return guess + (value >= powers[guess]);
+}
+
+/* The digits of `value` at `dst`; returns how many. */
+static inline int ffm_write_uint(char *dst, unsigned long long value)
+{
+    int length = ffm_uint_length(value);
+
+    ffm_digits_before(dst + length, value);
+    return length;
+}
+
 /* An exact int; beyond 64 bits it is left to the general path. */
 static char *ffm_write_int(ffm_buffer *buf, char *out, PyObject *number)
 {

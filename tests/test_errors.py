@@ -394,6 +394,42 @@ def test_bad_item_in_publish_many(connected):
     assert_only_the_next_good_message_arrives(connected)
 
 
+@pytest.mark.parametrize("bad_at", [0, 63, 64, 150])
+def test_bad_item_deep_in_publish_many(connected, bad_at):
+    # Items are built in chunks before they are sent: whichever chunk the bad
+    # item falls in, every item before it arrives, in order, and none after.
+    items = [("n", {"n": n}) for n in range(200)]
+    items[bad_at] = ("bad", {"n": object()})
+    with pytest.raises(TypeError) as caught:
+        fastfedmsg.publish_many(items, modname="t")
+
+    assert caught.value.index == bad_at
+    numbers = []
+    for n in range(bad_at):
+        _topic, envelope = connected.recv_json()
+        assert envelope["msg"] == {"n": n}
+        numbers.append(envelope["i"])
+    assert numbers == list(range(numbers[0], numbers[0] + bad_at)) if numbers else True
+    fastfedmsg.publish(topic="good", msg={}, modname="t")
+    _topic, envelope = connected.recv_json()
+    assert envelope["i"] == (numbers[-1] + 1 if numbers else envelope["i"])
+    assert connected.drain() == []
+
+
+def test_publish_many_passes_on_what_its_iterator_raises(connected):
+    def items():
+        yield ("first", {"n": 1})
+        raise ValueError("the producer's own error")
+
+    with pytest.raises(ValueError, match="the producer's own error") as caught:
+        fastfedmsg.publish_many(items(), modname="t")
+
+    assert not isinstance(caught.value, errors.PublishManyError)
+    topic, envelope = connected.recv_json()
+    assert topic.endswith(b".first") and envelope["msg"] == {"n": 1}
+    assert connected.drain() == []
+
+
 def test_errors_share_one_base():
     for name in ("ConfigError", "BindError", "NoEndpointError", "NoTransportError",
                  "NoRelayError", "EncodeError", "InvalidMessageError",

@@ -289,6 +289,29 @@ def test_on_full_raise_in_publish_many_names_the_item(endpoint_config):
         sub.close()
 
 
+def test_on_full_raise_in_publish_many_gives_back_the_i_of_what_it_did_not_send(
+        endpoint_config):
+    # publish_many builds a chunk of messages before it sends them: when one
+    # is refused, it and the built ones after it must use no i, so that what
+    # arrives is numbered 1..sent with no gap and the next message follows.
+    sub = quiet_subscriber(endpoint_config["endpoint"])
+    try:
+        context = fastfedmsg.init(name=endpoint_config["name"], high_water_mark=5,
+                                  on_full="raise", wait_for_subscribers=(1, 10))
+        with pytest.raises(errors.HighWaterMarkError) as caught:
+            fastfedmsg.publish_many([("big", BIG_BODY)] * 20000, modname="t")
+        sent = context.stats()["sent"]
+
+        assert caught.value.index == sent and context.publisher.i == sent
+        frames = receive_until_quiet(sub)
+        assert [json.loads(parts[1])["i"] for parts in frames] == list(range(1, sent + 1))
+        fastfedmsg.publish(topic="after", msg={}, modname="t")
+        topic, envelope = sub.recv_json()
+        assert topic.endswith(b".after") and envelope["i"] == sent + 1
+    finally:
+        sub.close()
+
+
 def test_on_full_block_gives_up_after_send_timeout(endpoint_config):
     sub = quiet_subscriber(endpoint_config["endpoint"])
     try:
