@@ -379,6 +379,7 @@ def _after_fork_in_child():
     _random = b""
     _random_pos = RANDOM_BUFFER
     _fork_generation += 1
+    thread_publishers_changed()
     # A child may change its uid before it publishes; look the name up again.
     _username_known = False
 
@@ -666,6 +667,10 @@ cdef class Publisher:
         """The largest message sent, in bytes of both frames; None: no limit."""
         def __get__(self):
             return None if self._max_size == PY_SSIZE_T_MAX else self._max_size
+
+    def __dealloc__(self):
+        # A thread may still hold a borrowed pointer to this publisher.
+        ffm_forget_thread_publishers()
 
     def stats(self):
         """{'sent': messages the socket accepted, 'dropped': messages refused
@@ -1197,9 +1202,63 @@ cdef int _raise_zmq() except -1:
 
 #: Per-thread state shared with the Python shell (fastfedmsg.api): the shell
 #: stores the thread's context in ``context`` and the object that sends in
-#: ``publisher`` (a Publisher, or a transport with the same publish method).
+#: ``publisher`` (a Publisher, or a transport with the same publish method),
+#: and calls thread_publishers_changed() whenever it sets either.
 thread_state = threading.local()
 cdef object _thread_state = thread_state
+
+cdef extern from *:
+    """
+    /* Reading a threading.local costs more than a small publish does, so
+       each thread also keeps a borrowed pointer to its Publisher in C
+       thread-local storage, valid while its generation is the current one.
+       The generation moves on whenever any thread's publisher is set or
+       unset (the shell says so), whenever a Publisher is freed, and in a
+       forked child: a pointer that might dangle is never used.  All of it
+       is read and written under the GIL. */
+    static unsigned long ffm_publishers_generation = 1;   /* 0 marks "none" */
+    static __thread PyObject *ffm_cached_publisher = NULL;
+    static __thread unsigned long ffm_cached_generation = 0;
+
+    static inline PyObject *ffm_thread_publisher(void)
+    {
+        return ffm_cached_generation == ffm_publishers_generation ? ffm_cached_publisher : NULL;
+    }
+
+    static inline void ffm_remember_thread_publisher(PyObject *publisher)
+    {
+        ffm_cached_publisher = publisher;
+        ffm_cached_generation = ffm_publishers_generation;
+    }
+
+    static inline void ffm_forget_thread_publishers(void)
+    {
+        ffm_publishers_generation++;
+        if (ffm_publishers_generation == 0)
+            ffm_publishers_generation = 1;
+    }
+    """
+    PyObject *ffm_thread_publisher() noexcept
+    void ffm_remember_thread_publisher(PyObject *publisher) noexcept
+    void ffm_forget_thread_publishers() noexcept
+
+
+def thread_publishers_changed():
+    """Called by the shell after it sets or clears a thread's publisher."""
+    ffm_forget_thread_publishers()
+
+
+cdef inline object _current_publisher():
+    # This thread's publisher, or None: see ffm_thread_publisher above.
+    cdef PyObject *cached = ffm_thread_publisher()
+    cdef object publisher
+
+    if cached != NULL:
+        return <object>cached
+    publisher = getattr(_thread_state, "publisher", None)
+    if type(publisher) is Publisher:
+        ffm_remember_thread_publisher(<PyObject *>publisher)
+    return publisher
 cdef object _init_from_publish = None
 cdef object _renew_after_fork = None
 
@@ -1245,7 +1304,7 @@ def publish(topic=None, msg=None, modname=None, pre_fire_hook=None, **kw):
     os.fork(), a context inherited from the parent is replaced by a fresh one
     first.
     """
-    cdef object publisher = getattr(_thread_state, "publisher", None)
+    cdef object publisher = _current_publisher()
 
     if publisher is None:
         publisher = _init_from_publish(**kw)
@@ -1261,7 +1320,7 @@ def publish(topic=None, msg=None, modname=None, pre_fire_hook=None, **kw):
 
 def publish_many(items, modname=None):
     """Publish many messages in one call; see Publisher.publish_many."""
-    cdef object publisher = getattr(_thread_state, "publisher", None)
+    cdef object publisher = _current_publisher()
 
     if publisher is None:
         publisher = _init_from_publish()

@@ -54,6 +54,7 @@ def _install(context):
     _state.context = context
     _state.publisher = context.publisher
     _state.release = _ReleaseAtThreadEnd(context)
+    _core.thread_publishers_changed()
     return context
 
 
@@ -84,6 +85,7 @@ def _forget_thread_state():
     if release is not None:
         release.context = None
     _state.context = _state.publisher = _state.release = None
+    _core.thread_publishers_changed()
     return context
 
 

@@ -160,3 +160,31 @@ def test_a_new_context_in_a_thread_counts_from_one_again(endpoint_config,
         assert topic.endswith(b".counted")
         assert envelope["i"] == len(sent) + 1
         fastfedmsg.destroy()
+
+
+def test_a_thread_started_after_another_ended_never_gets_its_context(endpoint_config):
+    # A thread that ends without destroy() drops its context (and the
+    # publisher the core had remembered for it); the next thread, often on
+    # the ended one's thread id, builds its own.  Threads run one after the
+    # other: the name's single endpoint is free again each time only if the
+    # ended thread's context was released.
+    seen = []
+    errors = []
+
+    def worker():
+        try:
+            fastfedmsg.publish(topic="t", msg={}, modname="m", name=endpoint_config["name"])
+            context = fastfedmsg.current_context()
+            seen.append((threading.get_ident(), id(context), context.publisher.i))
+        except BaseException as exc:  # re-raised below
+            errors.append(exc)
+
+    for _ in range(20):
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join(JOIN_TIMEOUT)
+        assert not thread.is_alive(), "a worker thread hung"
+    if errors:
+        raise errors[0]
+
+    assert [counted for _ident, _context, counted in seen] == [1] * 20
