@@ -126,10 +126,15 @@ cdef extern from "_json_writer.h":
     int ffm_reserve(ffm_buffer *buf, size_t extra) except -1
     int ffm_write_value(ffm_buffer *buf, object obj, int depth) except -1
     void ffm_buffer_release(ffm_buffer *buf) noexcept
+    int ffm_check_dict_layout() except -1
 
 #: The scratch buffer grows to the largest body written; beyond this it is
 #: given back after each message, so that one huge body does not pin memory.
 DEF SCRATCH_KEPT = 1 << 20
+
+
+#: Whether dicts are walked through CPython's entry array (see _json_writer.h).
+DIRECT_DICT_WALK = ffm_check_dict_layout() == 1
 
 
 cdef inline void _trim_scratch() noexcept:

@@ -292,3 +292,32 @@ json_values = st.recursive(
 @given(value=json_values)
 def test_generated_values_decode_as_fedmsgs_do(value):
     assert_like_fedmsg(value)
+
+
+def test_dicts_of_every_shape_are_walked_in_their_order():
+    # The writer reads CPython's entry array for dicts it knows the layout of
+    # (checked against PyDict_Next at import: DIRECT_DICT_WALK) and walks the
+    # others with PyDict_Next; both must give every item once, in order.
+    removed = {"k%d" % n: n for n in range(2000)}
+    for n in range(0, 2000, 3):
+        del removed["k%d" % n]
+    removed["late"] = "added after the removals"
+
+    once_general = {1: "int key", "text": "value"}
+    del once_general[1]            # str keys only now, in a table built for any key
+
+    class Plain:
+        pass
+
+    instance = Plain()
+    instance.alpha, instance.beta = 1, [2]
+
+    emptied = {"gone": 1}
+    del emptied["gone"]
+
+    for value in (removed, once_general, vars(instance), dict(vars(instance)), emptied,
+                  {"nested": removed, "list": [once_general, emptied]}):
+        encoded = encode(value)
+        assert encoded == stdlib_unsorted(value)
+        assert list(json.loads(encoded)) == list(value)
+    assert isinstance(_core.DIRECT_DICT_WALK, bool)
