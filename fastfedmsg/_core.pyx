@@ -33,6 +33,7 @@ import json as _stdjson
 import datetime as _datetime
 import enum as _enum
 import getpass as _getpass
+import sys as _sys
 import uuid as _uuid
 
 import orjson
@@ -135,6 +136,51 @@ DEF SCRATCH_KEPT = 1 << 20
 
 #: Whether dicts are walked through CPython's entry array (see _json_writer.h).
 DIRECT_DICT_WALK = ffm_check_dict_layout() == 1
+
+cdef extern from "_json_writer.h":
+    """
+    /* The "topic", "msg" and "modname" of a publish_many item (borrowed, NULL
+       when absent): 1, found by walking its entries and comparing key
+       pointers with the interned names (the keys of a dict display or of
+       dict(topic=...) are those very objects); 0 when the item has to be
+       read with dict.get instead (another layout, or other keys). */
+    static int ffm_item_fields(PyObject *item, PyObject *topic, PyObject *msg,
+                               PyObject *modname, PyObject **fields)
+    {
+    #ifdef FFM_DICT_LAYOUT
+        Py_ssize_t count, k;
+        ffm_dict_entry *entries = ffm_dict_entries(item, &count);
+        PyObject *key;
+
+        fields[0] = fields[1] = fields[2] = NULL;
+        if (entries == NULL || count > 8)
+            return 0;
+        for (k = 0; k < count; k++) {
+            if (entries[k].value == NULL)
+                continue;
+            key = entries[k].key;
+            if (key == topic)
+                fields[0] = entries[k].value;
+            else if (key == msg)
+                fields[1] = entries[k].value;
+            else if (key == modname)
+                fields[2] = entries[k].value;
+            else
+                return 0;
+        }
+        return 1;
+    #else
+        (void)item; (void)topic; (void)msg; (void)modname; (void)fields;
+        return 0;
+    #endif
+    }
+    """
+    bint ffm_item_fields(PyObject *item, PyObject *topic, PyObject *msg, PyObject *modname,
+                         PyObject **fields) noexcept
+
+cdef str _KEY_TOPIC = _sys.intern("topic")
+cdef str _KEY_MSG = _sys.intern("msg")
+cdef str _KEY_MODNAME = _sys.intern("modname")
 
 
 cdef inline void _trim_scratch() noexcept:
@@ -1118,6 +1164,7 @@ cdef class Publisher:
         cdef Py_ssize_t index = 0, chunk_start = 0, ready = 0, count
         cdef int step = MANY_NEXT
         cdef object item, item_modname
+        cdef PyObject *fields[3]
 
         self._check_open()
         if not modname:
@@ -1127,6 +1174,13 @@ cdef class Publisher:
                 step = MANY_PREPARE
                 if type(item) is tuple and len(<tuple>item) == 2:
                     self._prepare((<tuple>item)[0], (<tuple>item)[1], modname,
+                                  &heads[ready], &tails[ready])
+                elif type(item) is dict and ffm_item_fields(
+                        <PyObject *>item, <PyObject *>_KEY_TOPIC, <PyObject *>_KEY_MSG,
+                        <PyObject *>_KEY_MODNAME, fields):
+                    self._prepare(<object>fields[0] if fields[0] != NULL else None,
+                                  <object>fields[1] if fields[1] != NULL else None,
+                                  (<object>fields[2] if fields[2] != NULL else None) or modname,
                                   &heads[ready], &tails[ready])
                 elif isinstance(item, dict):
                     item_modname = (<dict>item).get("modname") or modname

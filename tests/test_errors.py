@@ -416,6 +416,32 @@ def test_bad_item_deep_in_publish_many(connected, bad_at):
     assert connected.drain() == []
 
 
+def test_publish_many_reads_dict_items_of_every_make(connected):
+    # Dict items are read by comparing their keys with the interned names
+    # where CPython's layout allows, else with dict.get: both must agree.
+    loaded = json.loads('{"topic": "loaded", "msg": {"n": 3}, "modname": "json"}')
+    items = [
+        {"topic": "literal", "msg": {"n": 1}, "modname": "lit"},
+        dict(topic="keywords", msg={"n": 2}),
+        loaded,                                              # keys not interned
+        {"msg": {"n": 4}, "topic": "reordered", "modname": ""},   # "" means the default
+        {"topic": "extra", "msg": {"n": 5}, "modname": "x", "ignored": True},
+        {"topic": "no-body"},
+        {"modname": None, "topic": "none-modname", "msg": {"n": 7}},
+    ]
+    assert fastfedmsg.publish_many(items, modname="default") == len(items)
+
+    expected = [("lit.literal", {"n": 1}), ("default.keywords", {"n": 2}),
+                ("json.loaded", {"n": 3}), ("default.reordered", {"n": 4}),
+                ("x.extra", {"n": 5}), ("default.no-body", {}),
+                ("default.none-modname", {"n": 7})]
+    for suffix, body in expected:
+        topic, envelope = connected.recv_json()
+        assert topic == ("org.fedoraproject.dev." + suffix).encode()
+        assert envelope["topic"] == topic.decode() and envelope["msg"] == body
+    assert connected.drain() == []
+
+
 def test_publish_many_passes_on_what_its_iterator_raises(connected):
     def items():
         yield ("first", {"n": 1})
