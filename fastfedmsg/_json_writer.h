@@ -15,11 +15,12 @@
  * What is written decodes to what fedmsg's encoder writes for the same
  * value: keys in the dict's order (fedmsg sorts them; no decoder can tell),
  * non-ASCII text as raw UTF-8 (fedmsg writes \uXXXX escapes; the decoded
- * text is the same), floats with Python's repr (exactly as fedmsg does).
+ * text is the same), floats as repr() writes them or, rarely, as another
+ * text of the same double (see ffm_write_float).
  *
  * Safety: the GIL is held throughout and no Python code runs (no __json__,
- * no __index__, no finalizer), so the borrowed references of PyDict_Next
- * and of list items stay valid and the buffer cannot be reentered.
+ * no __index__, no finalizer), so the borrowed references to dict entries
+ * and list items stay valid and the buffer cannot be reentered.
  *
  * Speed: most strings are short (the corpus median is 7 characters) and of
  * varying length, so a loop over their bytes spends its time in branch
@@ -328,9 +329,10 @@ static const char ffm_digit_pairs[201] =
     "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
     "8081828384858687888990919293949596979899";
 
-/* Up to FFM_SHORT bytes, from `start` to `end` in a buffer that has at
-   least FFM_SHORT bytes after `end`: copied as one fixed-size block, which
-   the compiler turns into a few moves instead of a call to memcpy. */
+/* The bytes from `start` to `end` (at most FFM_SHORT), in a local buffer
+   that is readable for FFM_SHORT bytes from `start`: copied as one block of
+   that fixed size, which the compiler turns into a few moves instead of a
+   call to memcpy, and which the next write overwrites past `end`. */
 #define FFM_SHORT 32
 
 static inline char *ffm_write_short(ffm_buffer *buf, char *out, const char *start,
