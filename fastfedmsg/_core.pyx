@@ -9,8 +9,8 @@ A fedmsg envelope, encoded with sorted keys, always has the same shape::
 
 so a message is built by concatenation straight into a libzmq frame:
 
-* BODY is the only part that needs a JSON encoder (orjson, with a stdlib
-  fallback for the inputs on which orjson and fedmsg's encoder disagree);
+* BODY is the only part that needs a JSON encoder (_json_writer.h, with
+  fedmsg's own encoder for the inputs only it writes as fedmsg does);
 * ``,"topic":...,"username":...}`` and frame 0 depend only on
   (modname, topic), so they are cached per publisher;
 * N is a counter, T comes from ``time()``, the year is recomputed once per
@@ -31,12 +31,9 @@ import threading
 import time as _pytime
 import json as _stdjson
 import datetime as _datetime
-import enum as _enum
 import getpass as _getpass
 import sys as _sys
-import uuid as _uuid
 
-import orjson
 import zmq
 import zmq.backend.cython._zmq as _pyzmq_backend
 
@@ -46,11 +43,10 @@ cimport cython
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.object cimport PyObject
+from cpython.list cimport PyList_GET_SIZE
 from cpython.ref cimport Py_INCREF
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.pyport cimport PY_SSIZE_T_MAX
-from cpython.float cimport PyFloat_AS_DOUBLE
-from libc.math cimport isfinite
 from libc.string cimport memcpy
 from libc.stdint cimport uintptr_t
 
@@ -71,11 +67,14 @@ cdef extern from "<time.h>" nogil:
 cdef inline time_t _wall_seconds() noexcept:
     # fedmsg sends int(time.time()).  time(NULL) reads the coarse clock, which
     # lags CLOCK_REALTIME by up to a scheduler tick and so can still give the
-    # previous second just after a second starts.
+    # previous second just after a second starts.  And time.time() is the
+    # clock's nanoseconds as a double, which rounds up to the next second in
+    # the last ~120 ns of one (a double near 1.8e9 resolves 2**-22 s): the
+    # same conversion is made here, so the two never disagree.
     cdef timespec now
 
     clock_gettime(CLOCK_REALTIME, &now)
-    return now.tv_sec
+    return <time_t>((<double>(<long long>now.tv_sec * 1000000000LL + now.tv_nsec)) / 1e9)
 
 
 cdef extern from "Python.h":
@@ -87,35 +86,33 @@ include "_frames.pxi"
 
 
 # ---------------------------------------------------------------------------
-# JSON, in two tiers.
+# JSON.
 #
-# Plain bodies (only exact dict with str keys, list, tuple, str, int within
-# 64 bits, bool, None and finite floats: nearly every real one) are written
-# by _json_writer.h straight into a buffer, in the one walk that also checks
-# the types.  Checking first and then encoding with orjson walked every body
-# twice and made a bytes object per message: together they cost more than
-# the rest of a publish.
+# Plain bodies (only exact dicts with str keys, lists, tuples, str, ints
+# within 64 bits, bools, None and finite floats: nearly every real one) are
+# written by _json_writer.h straight into a buffer, in the one walk that also
+# checks the types.  (Checking first and then encoding with orjson walked
+# every body twice and made a bytes object per message: together more than
+# the rest of a publish.)
 #
-# Every other body takes the general path, which classifies it first:
-#   _PLAIN  what the writer gave up on but orjson encodes as fedmsg would
-#           (integers beyond 63 bits): orjson alone;
-#   _HOOKED also datetimes, dates, sets, objects with __json__, and
-#           subclasses of the JSON types (read the way the stdlib encoder
-#           reads them): orjson with fedmsg_default, whose results are
-#           scanned in turn;
-#   _STDLIB anything else (NaN and infinities, UUIDs and Enums that orjson
-#           would encode but fedmsg refuses, unknown types, lone surrogates,
-#           deep nesting): fedmsg's encoder, which also raises fedmsg's errors.
-# orjson still refuses integers beyond 64 bits and non-string keys with a
-# TypeError; those bodies go to fedmsg's encoder too.
+# Any other body is first copied into plain values the way fedmsg's encoder
+# reads it (_plain_copy: subclasses of the JSON types as their base type,
+# datetimes, sets and __json__ through fedmsg's default hook), holding every
+# item by a strong reference while hook code runs: a hook that changes a
+# container being walked cannot pull an item out from under us (orjson,
+# which this path used to call with the hook, crashed then).  The copy is
+# then written by the writer.  What the writer leaves to fedmsg's own
+# encoder, which also raises fedmsg's errors: NaN and infinities, integers
+# beyond 64 bits, lone surrogates, non-text keys, types fedmsg refuses
+# (UUIDs, plain Enums...), nesting deeper than _COPY_DEPTH.
 #
-# Keys are not sorted on either path: fedmsg sorts them, but no subscriber
-# can tell once the JSON is decoded, and sorting costs a sixth of the
-# encoding.  What is signed is still encoded canonically (crypto.py).
+# Keys are not sorted: fedmsg sorts them, but no subscriber can tell once the
+# JSON is decoded, and sorting costs a sixth of the encoding.  What is signed
+# is still encoded canonically (crypto.py).
 
 cdef extern from "_json_writer.h":
     """
-    /* The one buffer every plain body is written into, under the GIL. */
+    /* The one buffer every body is written into, under the GIL. */
     static ffm_buffer ffm_scratch;
     """
     ctypedef struct ffm_buffer:
@@ -132,111 +129,17 @@ cdef extern from "_json_writer.h":
 #: The scratch buffer grows to the largest body written; beyond this it is
 #: given back after each message, so that one huge body does not pin memory.
 DEF SCRATCH_KEPT = 1 << 20
-
+#: Nesting beyond this is left to fedmsg's encoder (which then decides
+#: between encoding it and a RecursionError or circular-reference error).
+DEF _COPY_DEPTH = 200
 
 #: Whether dicts are walked through CPython's entry array (see _json_writer.h).
 DIRECT_DICT_WALK = ffm_check_dict_layout() == 1
-
-cdef extern from "_json_writer.h":
-    """
-    /* The "topic", "msg" and "modname" of a publish_many item (borrowed, NULL
-       when absent): 1, found by walking its entries and comparing key
-       pointers with the interned names (the keys of a dict display or of
-       dict(topic=...) are those very objects); 0 when the item has to be
-       read with dict.get instead (another layout, or other keys). */
-    static int ffm_item_fields(PyObject *item, PyObject *topic, PyObject *msg,
-                               PyObject *modname, PyObject **fields)
-    {
-    #ifdef FFM_DICT_LAYOUT
-        Py_ssize_t count, k;
-        ffm_dict_entry *entries = ffm_dict_entries(item, &count);
-        PyObject *key;
-
-        fields[0] = fields[1] = fields[2] = NULL;
-        if (entries == NULL || count > 8)
-            return 0;
-        for (k = 0; k < count; k++) {
-            if (entries[k].value == NULL)
-                continue;
-            key = entries[k].key;
-            if (key == topic)
-                fields[0] = entries[k].value;
-            else if (key == msg)
-                fields[1] = entries[k].value;
-            else if (key == modname)
-                fields[2] = entries[k].value;
-            else
-                return 0;
-        }
-        return 1;
-    #else
-        (void)item; (void)topic; (void)msg; (void)modname; (void)fields;
-        return 0;
-    #endif
-    }
-    """
-    bint ffm_item_fields(PyObject *item, PyObject *topic, PyObject *msg, PyObject *modname,
-                         PyObject **fields) noexcept
-
-cdef str _KEY_TOPIC = _sys.intern("topic")
-cdef str _KEY_MSG = _sys.intern("msg")
-cdef str _KEY_MODNAME = _sys.intern("modname")
 
 
 cdef inline void _trim_scratch() noexcept:
     if ffm_scratch.capacity > SCRATCH_KEPT:
         ffm_buffer_release(&ffm_scratch)
-
-
-cdef object _orjson_dumps = orjson.dumps
-cdef int _ORJSON_OPTS = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-                         | orjson.OPT_PASSTHROUGH_SUBCLASS)
-
-DEF _PLAIN = 0
-DEF _HOOKED = 1
-DEF _STDLIB = 2
-DEF _SCAN_DEPTH = 200
-
-#: Types orjson encodes itself even when they define __json__; fedmsg would
-#: call __json__ (or refuse them).
-cdef tuple _ORJSON_NATIVE = (_enum.Enum, _uuid.UUID)
-cdef type _DateTime = _datetime.datetime
-cdef type _Date = _datetime.date
-
-
-def fedmsg_default(obj):
-    """The ``default`` hook, giving what fedmsg's encoder gives for ``obj``.
-
-    The stdlib encoder that fedmsg uses serialises subclasses of the JSON
-    builtins as their base type before it ever calls ``default``, reading the
-    raw value (a str subclass's ``__str__`` is never called; a dict subclass
-    is read through ``items()``); orjson, with OPT_PASSTHROUGH_SUBCLASS,
-    hands them to us, so they are converted the same way first.
-    """
-    if isinstance(obj, str):
-        return str.__str__(obj)
-    if isinstance(obj, int):
-        return int.__int__(obj)
-    if isinstance(obj, float):
-        return float.__float__(obj)
-    if isinstance(obj, dict):
-        return dict(obj.items())
-    if isinstance(obj, list):
-        return list.copy(obj)
-    if isinstance(obj, tuple):
-        return list(tuple.__iter__(obj))
-    return _stdlib_default(obj)
-
-
-def _orjson_default(obj):
-    # fedmsg_default for encode_json: a converted value that orjson would
-    # encode differently from fedmsg (a __json__() result holding NaN or a
-    # UUID, say) makes orjson fail, and encode_json falls back to fedmsg's
-    # encoder for the whole body.
-    value = fedmsg_default(obj)
-    if _scan(value, 0) == _STDLIB:
-        raise TypeError("needs fedmsg's encoder")
-    return value
 
 
 def _stdlib_default(obj):
@@ -259,83 +162,64 @@ canonical_encoder = _stdjson.JSONEncoder(
 cdef object _canonical_encode = canonical_encoder.encode
 
 
-cdef inline int _worse(int a, int b):
-    return a if a > b else b
+class _NeedsFedmsgEncoder(Exception):
+    """Raised by _plain_copy: only fedmsg's encoder encodes this body as fedmsg does."""
 
 
-cdef int _scan_items(object items, int depth, int level) except -1:
-    cdef object value
+cdef object _plain_copy(obj, int depth):
+    """``obj`` as plain JSON values, read the way fedmsg's encoder reads it.
 
-    for value in items:
-        level = _worse(level, _scan(value, depth))
-        if level == _STDLIB:
-            break
-    return level
-
-
-cdef inline bint _plain_text_or_number(object value):
-    # Most values in a body are leaves: checked inline, without a call.
-    cdef type kind = type(value)
-
-    return kind is str or kind is int or kind is bool or value is None
-
-
-cdef int _scan(object obj, int depth) except -1:
-    """How ``obj`` must be encoded: _PLAIN, _HOOKED or _STDLIB (see above)."""
+    Items are held by strong references while any hook runs, and read as
+    fedmsg's encoder reads them, so a __json__ (or anything it runs) that
+    changes a container being walked gives what fedmsg gives: a dict is read
+    from a snapshot of its items (fedmsg's encoder encodes the sorted items
+    it took), a list up to its current length.  Raises _NeedsFedmsgEncoder
+    for what only fedmsg's encoder handles as fedmsg does.
+    """
     cdef type kind = type(obj)
-    cdef object value
-    cdef int level = _PLAIN
+    cdef dict copied
+    cdef list copied_list
+    cdef Py_ssize_t index
 
-    if kind is str or kind is int or kind is bool or obj is None:
-        return _PLAIN
-    if kind is float:
-        return _PLAIN if isfinite(PyFloat_AS_DOUBLE(obj)) else _STDLIB
-    if depth >= _SCAN_DEPTH:
-        return _STDLIB
-
-    if kind is dict:
-        for value in (<dict>obj).values():
-            if not _plain_text_or_number(value):
-                level = _worse(level, _scan(value, depth + 1))
-                if level == _STDLIB:
-                    break
-        return level
-    if kind is list:
-        for value in <list>obj:
-            if not _plain_text_or_number(value):
-                level = _worse(level, _scan(value, depth + 1))
-                if level == _STDLIB:
-                    break
-        return level
-    if kind is tuple:
-        for value in <tuple>obj:
-            if not _plain_text_or_number(value):
-                level = _worse(level, _scan(value, depth + 1))
-                if level == _STDLIB:
-                    break
-        return level
-    if kind is _DateTime or kind is _Date:
-        return _HOOKED
-
-    # Subclasses of the JSON types: the stdlib encoder reads their raw value
-    # and never looks at __json__; fedmsg_default does the same.
-    if isinstance(obj, str) or isinstance(obj, int):
-        return _HOOKED
-    if isinstance(obj, float):
-        return _HOOKED if isfinite(PyFloat_AS_DOUBLE(obj)) else _STDLIB
+    if kind is str or kind is int or kind is bool or kind is float or obj is None:
+        return obj
+    if depth >= _COPY_DEPTH:
+        raise _NeedsFedmsgEncoder()
+    if kind is dict or (isinstance(obj, dict) and kind.items is dict.items):
+        copied = {}
+        for key, value in list(dict.items(obj)):
+            if type(key) is not str:
+                if not isinstance(key, str):
+                    raise _NeedsFedmsgEncoder()  # fedmsg's rules for other keys
+                key = str.__str__(key)
+            copied[key] = _plain_copy(value, depth + 1)
+        return copied
     if isinstance(obj, list):
-        return _scan_items(list.copy(obj), depth + 1, _HOOKED)
+        # As fedmsg's encoder reads a list: its length again before each item
+        # (a hook that shortens the list ends it there).
+        copied_list = []
+        index = 0
+        while index < PyList_GET_SIZE(obj):
+            copied_list.append(_plain_copy((<list>obj)[index], depth + 1))
+            index += 1
+        return copied_list
     if isinstance(obj, tuple):
-        return _scan_items(tuple.__iter__(obj), depth + 1, _HOOKED)
+        return [_plain_copy(value, depth + 1) for value in tuple(tuple.__iter__(obj))]
+    # Subclasses of the JSON types: the stdlib encoder reads their raw value
+    # and never looks at __json__.
+    if isinstance(obj, str):
+        return str.__str__(obj)
+    if isinstance(obj, int):
+        return int.__int__(obj)
+    if isinstance(obj, float):
+        return float.__float__(obj)
     if isinstance(obj, dict):
-        if kind.items is not dict.items:
-            return _STDLIB
-        return _scan_items((<dict>obj).values(), depth + 1, _HOOKED)
-    if hasattr(obj, "__json__") and not isinstance(obj, _ORJSON_NATIVE):
-        return _HOOKED
-    if isinstance(obj, set):
-        return _scan_items(obj, depth + 1, _HOOKED)
-    return _STDLIB
+        raise _NeedsFedmsgEncoder()  # a dict whose own items() fedmsg's encoder calls
+    try:
+        converted = _stdlib_default(obj)
+    except TypeError:
+        raise _NeedsFedmsgEncoder()  # refused: fedmsg's encoder says so its way
+    return _plain_copy(converted, depth + 1)
 
 
 cpdef bytes encode_json(obj):
@@ -348,7 +232,7 @@ cpdef bytes encode_json(obj):
     cdef bytes encoded
 
     ffm_scratch.size = 0
-    if ffm_write_value(&ffm_scratch, obj, _SCAN_DEPTH) == FFM_WROTE:
+    if ffm_write_value(&ffm_scratch, obj, _COPY_DEPTH) == FFM_WROTE:
         encoded = PyBytes_FromStringAndSize(ffm_scratch.data, ffm_scratch.size)
         _trim_scratch()
         return encoded
@@ -356,20 +240,19 @@ cpdef bytes encode_json(obj):
 
 
 cdef bytes _encode_general(obj):
-    # Bodies the writer gave up on: see the tiers above.
-    cdef int level = _scan(obj, 0)
+    # A body the writer gave up on: see above.  May run the body's own code.
+    cdef bytes encoded
 
-    if level == _PLAIN:
-        try:
-            return _orjson_dumps(obj)  # no options: unsorted keys, nothing passed through
-        except TypeError:
-            pass
-    elif level == _HOOKED:
-        try:
-            return _orjson_dumps(obj, default=_orjson_default, option=_ORJSON_OPTS)
-        except TypeError:
-            pass
-    return _encode_stdlib(obj)
+    try:
+        obj = _plain_copy(obj, 0)
+    except _NeedsFedmsgEncoder:
+        return _encode_stdlib(obj)
+    ffm_scratch.size = 0
+    if ffm_write_value(&ffm_scratch, obj, _COPY_DEPTH) == FFM_WROTE:
+        encoded = PyBytes_FromStringAndSize(ffm_scratch.data, ffm_scratch.size)
+        _trim_scratch()
+        return encoded
+    return _encode_stdlib(obj)  # the copy: no hook runs twice
 
 
 cdef bytes _encode_stdlib(obj):
@@ -554,6 +437,52 @@ cpdef str guess_modname(default="fedmsg"):
     return default
 
 
+cdef extern from "_json_writer.h":
+    """
+    /* The "topic", "msg" and "modname" of a publish_many item (borrowed, NULL
+       when absent): 1, found by walking its entries and comparing key
+       pointers with the interned names (the keys of a dict display or of
+       dict(topic=...) are those very objects); 0 when the item has to be
+       read with dict.get instead (another layout, or other keys). */
+    static int ffm_item_fields(PyObject *item, PyObject *topic, PyObject *msg,
+                               PyObject *modname, PyObject **fields)
+    {
+    #ifdef FFM_DICT_LAYOUT
+        Py_ssize_t count, k;
+        ffm_dict_entry *entries = ffm_dict_entries(item, &count);
+        PyObject *key;
+
+        fields[0] = fields[1] = fields[2] = NULL;
+        if (entries == NULL || count > 8)
+            return 0;
+        for (k = 0; k < count; k++) {
+            if (entries[k].value == NULL)
+                continue;
+            key = entries[k].key;
+            if (key == topic)
+                fields[0] = entries[k].value;
+            else if (key == msg)
+                fields[1] = entries[k].value;
+            else if (key == modname)
+                fields[2] = entries[k].value;
+            else
+                return 0;
+        }
+        return 1;
+    #else
+        (void)item; (void)topic; (void)msg; (void)modname; (void)fields;
+        return 0;
+    #endif
+    }
+    """
+    bint ffm_item_fields(PyObject *item, PyObject *topic, PyObject *msg, PyObject *modname,
+                         PyObject **fields) noexcept
+
+cdef str _KEY_TOPIC = _sys.intern("topic")
+cdef str _KEY_MSG = _sys.intern("msg")
+cdef str _KEY_MODNAME = _sys.intern("modname")
+
+
 # ---------------------------------------------------------------------------
 # The publisher.
 
@@ -622,7 +551,7 @@ def frame_memory():
     ``pinned_topics`` and ``pinned_topic_bytes``: topic frames kept for the
     life of the process (at most ``pinned_topic_limit`` bytes); ``blocks``:
     per block size, ``[size, blocks allocated so far, blocks idle now]``
-    (idle blocks of one size are bounded by ``idle_limit`` bytes, softly).
+    (idle blocks of one size are bounded by about ``idle_limit`` bytes).
     """
     return {
         "pinned_topics": len(_pinned_topics),
@@ -837,7 +766,7 @@ cdef class Publisher:
         ffm_scratch.size = 0
         ffm_reserve(&ffm_scratch, ENVELOPE_HEAD_ROOM)
         ffm_scratch.size = ENVELOPE_HEAD_ROOM
-        if ffm_write_value(&ffm_scratch, msg, _SCAN_DEPTH) != FFM_WROTE:
+        if ffm_write_value(&ffm_scratch, msg, _COPY_DEPTH) != FFM_WROTE:
             # The general path may run Python code (__json__, say), which
             # may itself publish: the buffer is only written again after it.
             body = _encode_general(msg)

@@ -19,10 +19,12 @@
 # with zmq_msg_init_size as before: for large frames the copy and the
 # encoding dwarf the allocation, and pooling them measured slower (rounding
 # up doubles the memory, and the idle bound is soon reached when a queue
-# runs deep).  Each size keeps at most 4 MiB of idle blocks (a soft bound:
-# the count is approximate); blocks beyond it are freed.  Blocks in flight
-# when a process forks are never returned in the
-# child, whose copy of them is simply unused.
+# runs deep).  Each size keeps at most 4 MiB of idle blocks, give or take
+# the few that a race on the approximate count lets through: the returned
+# stack takes at most half of that, and the publisher's spare list holds no
+# more than one such stack taken whole; blocks beyond it are freed.  Blocks
+# in flight when a process forks are never returned in the child, whose copy
+# of them is simply unused.
 #
 # Thread safety: ffm_block_release runs in any thread without the GIL and
 # only pushes with compare-and-swap.  ffm_block_take runs with the GIL held
@@ -70,7 +72,7 @@ cdef extern from *:
 
         size_t idle = __atomic_load_n(&ffm_returned_count[cls], __ATOMIC_RELAXED);
 
-        if (idle >= (FFM_IDLE_BYTES >> (cls + FFM_SMALLEST_SHIFT))) {
+        if (idle >= ((FFM_IDLE_BYTES / 2) >> (cls + FFM_SMALLEST_SHIFT))) {
             free(block);
             return;
         }

@@ -17,7 +17,9 @@ import json
 import math
 import random
 import struct
+import subprocess
 import sys
+import textwrap
 
 import pytest
 from hypothesis import given, settings
@@ -321,3 +323,89 @@ def test_dicts_of_every_shape_are_walked_in_their_order():
         assert encoded == stdlib_unsorted(value)
         assert list(json.loads(encoded)) == list(value)
     assert isinstance(_core.DIRECT_DICT_WALK, bool)
+
+
+MUTATING_HOOKS = textwrap.dedent("""
+    import json, sys
+    import fedmsg.encoding
+    from fastfedmsg import _core
+
+    class Clears:
+        # __json__ empties the container that holds it, mid-walk
+        def __init__(self, parent):
+            self.parent = parent
+        def __json__(self):
+            self.parent.clear()
+            return "m"
+
+    class Pops:
+        def __init__(self, parent, key):
+            self.parent, self.key = parent, key
+        def __json__(self):
+            self.parent.pop(self.key, None)
+            return "popped"
+
+    class Replaces:
+        def __init__(self, parent, key):
+            self.parent, self.key = parent, key
+        def __json__(self):
+            self.parent[self.key] = "replaced"
+            return "replacer"
+
+    def case(name):
+        if name == "clears-dict":
+            body = {"a": 1, "z": 2}
+            body["m"] = Clears(body)
+            body["y"] = [1, 2, 3]
+        elif name == "clears-list":
+            body = [1]
+            body.append(Clears(body))
+            body.extend([2, 3])
+            body = {"list": body}
+        elif name == "pops-later-key":
+            body = {"a": 1}
+            body["m"] = Pops(body, "y")
+            body["y"] = [1, 2, 3]
+        else:
+            body = {"a": 1}
+            body["m"] = Replaces(body, "y")
+            body["y"] = "original"
+        return body
+
+    name = sys.argv[1]
+    reference = json.loads(fedmsg.encoding.dumps(case(name)))
+    ours = json.loads(_core.encode_json(case(name)))
+    print(json.dumps(ours == reference), json.dumps(ours, sort_keys=True),
+          json.dumps(reference, sort_keys=True))
+""")
+
+
+@pytest.mark.parametrize("name", ["clears-dict", "clears-list", "pops-later-key",
+                                  "replaces-later-value"])
+def test_a_hook_that_changes_the_body_being_walked(name):
+    # A __json__ that empties, shrinks or rewrites the container it is in
+    # once made publish crash (orjson held borrowed items across the hook).
+    # It runs in a child, so that such a crash fails this test, not the run.
+    result = subprocess.run([sys.executable, "-c", MUTATING_HOOKS, name], capture_output=True,
+                            text=True, timeout=60)
+
+    assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
+    same, ours, reference = result.stdout.split(" ", 2)
+    assert same == "true", (ours, reference)
+
+
+def test_a_json_hook_is_called_once_even_when_fedmsgs_encoder_takes_over():
+    calls = []
+
+    class Hooked:
+        def __json__(self):
+            calls.append(1)
+            return {"value": float("nan")}    # only fedmsg's encoder writes NaN
+
+    body = {"hooked": Hooked(), "plain": [1, "two"]}
+    encoded = encode(body)
+
+    assert calls == [1]
+    assert json.dumps(json.loads(encoded), sort_keys=True) == json.dumps(
+        json.loads(fedmsg_bytes({"hooked": {"value": float("nan")}, "plain": [1, "two"]})),
+        sort_keys=True)

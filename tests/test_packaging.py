@@ -54,3 +54,27 @@ def test_the_sdist_manifest_names_every_source_the_build_needs():
     assert sources, "no compiled sources found next to the package"
     missing = [source for source in sources if source not in manifest]
     assert not missing, "MANIFEST.in does not include %s" % ", ".join(missing)
+
+
+def test_an_unbuilt_checkout_that_hides_a_built_copy_says_so(tmp_path):
+    # `python -c "import fastfedmsg"` from the top of a checkout imports the
+    # source folder, even when a built fastfedmsg is installed: the error
+    # must say which folder hides which, not only how to build.
+    source = pathlib.Path(fastfedmsg.__file__).parent
+    shutil.copytree(source, tmp_path / "fastfedmsg",
+                    ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    built_parent = str(source.parent)
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("PYTHONSAFEPATH", "PYTHONPATH")}
+    code = ("import sys\n"
+            "sys.meta_path[:] = [finder for finder in sys.meta_path\n"
+            "                    if not getattr(finder, '__module__', '').startswith('__editable__')]\n"
+            "sys.path.append(%r)\n"
+            "import fastfedmsg\n" % built_parent)
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60, env=env)
+
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert "hides the built fastfedmsg in %s" % source in last_line
+    assert str(tmp_path / "fastfedmsg") in last_line
