@@ -44,6 +44,7 @@ cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.object cimport PyObject
 from cpython.list cimport PyList_GET_SIZE
+from cpython.dict cimport PyDict_Items
 from cpython.ref cimport Py_INCREF
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.pyport cimport PY_SSIZE_T_MAX
@@ -95,16 +96,15 @@ include "_frames.pxi"
 # every body twice and made a bytes object per message: together more than
 # the rest of a publish.)
 #
-# Any other body is first copied into plain values the way fedmsg's encoder
-# reads it (_plain_copy: subclasses of the JSON types as their base type,
-# datetimes, sets and __json__ through fedmsg's default hook), holding every
-# item by a strong reference while hook code runs: a hook that changes a
-# container being walked cannot pull an item out from under us (orjson,
-# which this path used to call with the hook, crashed then).  The copy is
-# then written by the writer.  What the writer leaves to fedmsg's own
-# encoder, which also raises fedmsg's errors: NaN and infinities, integers
-# beyond 64 bits, lone surrogates, non-text keys, types fedmsg refuses
-# (UUIDs, plain Enums...), nesting deeper than _COPY_DEPTH.
+# Any other body is first copied into plain values by walking it as fedmsg's
+# encoder walks it (_plain_copy: same items, same order, every hook called
+# once, the same errors), holding every item by a strong reference while
+# hook code runs: a hook that changes a container being walked cannot pull
+# an item out from under us (orjson, which this path used to call with the
+# hook, crashed then).  The copy is then written by the writer, or by
+# fedmsg's own encoder where only it writes the value as fedmsg does (NaN
+# and infinities, integers beyond 64 bits, lone surrogates, nesting deeper
+# than _COPY_DEPTH).
 #
 # Keys are not sorted: fedmsg sorts them, but no subscriber can tell once the
 # JSON is decoded, and sorting costs a sixth of the encoding.  What is signed
@@ -129,8 +129,8 @@ cdef extern from "_json_writer.h":
 #: The scratch buffer grows to the largest body written; beyond this it is
 #: given back after each message, so that one huge body does not pin memory.
 DEF SCRATCH_KEPT = 1 << 20
-#: Nesting beyond this is left to fedmsg's encoder (which then decides
-#: between encoding it and a RecursionError or circular-reference error).
+#: The writer leaves nesting deeper than this to the general path (whose
+#: limit is Python's recursion limit, as for fedmsg's encoder).
 DEF _COPY_DEPTH = 200
 
 #: Whether dicts are walked through CPython's entry array (see _json_writer.h).
@@ -162,64 +162,147 @@ canonical_encoder = _stdjson.JSONEncoder(
 cdef object _canonical_encode = canonical_encoder.encode
 
 
-class _NeedsFedmsgEncoder(Exception):
-    """Raised by _plain_copy: only fedmsg's encoder encodes this body as fedmsg does."""
+ctypedef object (*_copy_fn)(object, set)
+
+cdef extern from *:
+    """
+    typedef PyObject *(*ffm_copy_fn)(PyObject *, PyObject *);
+
+    /* One level of _plain_copy, for a container or an object handed to the
+       hook: refuses a cycle as fedmsg's encoder does, counts the level
+       against Python's recursion limit, and undoes both on the way out,
+       error or not.  This is C because a Cython `finally` would normalise a
+       pending RecursionError at every level on the way up, with no
+       recursion budget left to do it in, and lose the interpreter's count. */
+    static PyObject *ffm_copy_level(PyObject *obj, PyObject *markers, ffm_copy_fn copy)
+    {
+        PyObject *marker, *result, *type, *value, *traceback;
+        int seen;
+
+        marker = PyLong_FromVoidPtr(obj);
+        if (marker == NULL)
+            return NULL;
+        seen = PySet_Contains(markers, marker);
+        if (seen != 0) {
+            if (seen > 0)
+                PyErr_SetString(PyExc_ValueError, "Circular reference detected");
+            Py_DECREF(marker);
+            return NULL;
+        }
+        /* Nonzero, not -1, when it raises. */
+        if (Py_EnterRecursiveCall(" while encoding a JSON object")) {
+            Py_DECREF(marker);
+            return NULL;
+        }
+        if (PySet_Add(markers, marker) < 0) {
+            Py_LeaveRecursiveCall();
+            Py_DECREF(marker);
+            return NULL;
+        }
+        result = copy(obj, markers);
+        PyErr_Fetch(&type, &value, &traceback);
+        if (PySet_Discard(markers, marker) < 0)
+            PyErr_Clear();
+        PyErr_Restore(type, value, traceback);
+        Py_LeaveRecursiveCall();
+        Py_DECREF(marker);
+        return result;
+    }
+    """
+    object ffm_copy_level(object obj, set markers, _copy_fn copy)
+    Py_ssize_t PyDict_GET_SIZE(object dict)
 
 
-cdef object _plain_copy(obj, int depth):
+cdef object _plain_copy(obj, set markers):
     """``obj`` as plain JSON values, read the way fedmsg's encoder reads it.
 
-    Items are held by strong references while any hook runs, and read as
-    fedmsg's encoder reads them, so a __json__ (or anything it runs) that
-    changes a container being walked gives what fedmsg gives: a dict is read
-    from a snapshot of its items (fedmsg's encoder encodes the sorted items
-    it took), a list up to its current length.  Raises _NeedsFedmsgEncoder
-    for what only fedmsg's encoder handles as fedmsg does.
+    fedmsg's encoder is the stdlib's C encoder with sort_keys and fedmsg's
+    default hook; this walks a body as it does, step for step: a dict's
+    items taken once and sorted, keys converted by its rules, a list read
+    up to its current length, a subclass of list or tuple through its own
+    iterator, subclasses of the scalar types as their raw value, everything
+    else through the hook; cycles refused with its ValueError, nesting past
+    the recursion limit with its RecursionError.  So every hook runs once,
+    in fedmsg's order, and sees the same changes made by the ones before.
+    Each item is held by a strong reference while any code runs: a hook
+    that changes a container being walked cannot pull an item out from
+    under us.  The result holds only exact dicts with str keys, lists, str,
+    int, float, bool and None.
     """
-    cdef type kind = type(obj)
-    cdef dict copied
-    cdef list copied_list
-    cdef Py_ssize_t index
-
-    if kind is str or kind is int or kind is bool or kind is float or obj is None:
+    if obj is None or obj is True or obj is False:
         return obj
-    if depth >= _COPY_DEPTH:
-        raise _NeedsFedmsgEncoder()
-    if kind is dict or (isinstance(obj, dict) and kind.items is dict.items):
-        copied = {}
-        for key, value in list(dict.items(obj)):
-            if type(key) is not str:
-                if not isinstance(key, str):
-                    raise _NeedsFedmsgEncoder()  # fedmsg's rules for other keys
-                key = str.__str__(key)
-            copied[key] = _plain_copy(value, depth + 1)
-        return copied
-    if isinstance(obj, list):
-        # As fedmsg's encoder reads a list: its length again before each item
-        # (a hook that shortens the list ends it there).
-        copied_list = []
-        index = 0
-        while index < PyList_GET_SIZE(obj):
-            copied_list.append(_plain_copy((<list>obj)[index], depth + 1))
-            index += 1
-        return copied_list
-    if isinstance(obj, tuple):
-        return [_plain_copy(value, depth + 1) for value in tuple(tuple.__iter__(obj))]
-    # Subclasses of the JSON types: the stdlib encoder reads their raw value
-    # and never looks at __json__.
     if isinstance(obj, str):
-        return str.__str__(obj)
+        return obj if type(obj) is str else str.__str__(obj)
     if isinstance(obj, int):
-        return int.__int__(obj)
+        return obj if type(obj) is int else int.__int__(obj)
     if isinstance(obj, float):
-        return float.__float__(obj)
+        return obj if type(obj) is float else float.__float__(obj)
+    return ffm_copy_level(obj, markers, _plain_copy_level)
+
+
+cdef object _plain_copy_level(obj, set markers):
+    # Inside ffm_copy_level: a container, or what the hook makes of obj.
+    if isinstance(obj, (list, tuple)):
+        return _plain_copy_items(obj, markers)
     if isinstance(obj, dict):
-        raise _NeedsFedmsgEncoder()  # a dict whose own items() fedmsg's encoder calls
-    try:
-        converted = _stdlib_default(obj)
-    except TypeError:
-        raise _NeedsFedmsgEncoder()  # refused: fedmsg's encoder says so its way
-    return _plain_copy(converted, depth + 1)
+        return _plain_copy_object(obj, markers)
+    return _plain_copy(_stdlib_default(obj), markers)
+
+
+cdef list _plain_copy_items(obj, set markers):
+    cdef list copied = []
+    cdef Py_ssize_t index = 0
+    cdef object items
+
+    if type(obj) is list:
+        # The list itself, its length read again before each item, as the
+        # encoder reads it (a hook that shortens it ends it there).
+        while index < PyList_GET_SIZE(obj):
+            copied.append(_plain_copy((<list>obj)[index], markers))
+            index += 1
+        return copied
+    # A tuple as it is; a subclass of list or tuple through its iterator.
+    items = obj if type(obj) is tuple else list(obj)
+    for value in items:
+        copied.append(_plain_copy(value, markers))
+    return copied
+
+
+cdef dict _plain_copy_object(obj, set markers):
+    cdef dict copied = {}
+    cdef list items
+
+    if PyDict_GET_SIZE(obj) == 0:
+        return copied
+    items = list(obj.items()) if type(obj) is not dict else PyDict_Items(obj)
+    items.sort()
+    for key, value in items:
+        copied[_plain_key(key)] = _plain_copy(value, markers)
+    return copied
+
+
+cdef str _plain_key(key):
+    # The encoder's rules for keys, in its order.
+    if isinstance(key, str):
+        return key if type(key) is str else str.__str__(key)
+    if isinstance(key, float):
+        if key != key:
+            return "NaN"
+        if key in (_INFINITY, -_INFINITY):
+            return "Infinity" if key > 0 else "-Infinity"
+        return float.__repr__(key)
+    if key is True:
+        return "true"
+    if key is False:
+        return "false"
+    if key is None:
+        return "null"
+    if isinstance(key, int):
+        return int.__repr__(key)
+    raise TypeError("keys must be str, int, float, bool or None, not %s" % type(key).__name__)
+
+
+cdef object _INFINITY = float("inf")
 
 
 cpdef bytes encode_json(obj):
@@ -244,29 +327,40 @@ cdef bytes _encode_general(obj):
     cdef bytes encoded
 
     try:
-        obj = _plain_copy(obj, 0)
-    except _NeedsFedmsgEncoder:
-        return _encode_stdlib(obj)
+        obj = _plain_copy(obj, set())
+    except TypeError as exc:
+        raise _errors.EncodeError(_ENCODE_ERROR % (exc,)) from exc
+    except RecursionError as exc:
+        raise _errors.NestingTooDeepError(_NESTING_ERROR % (exc,)) from exc
+    except ValueError as exc:
+        raise _errors.InvalidMessageError(_NESTING_ERROR % (exc,)) from exc
     ffm_scratch.size = 0
     if ffm_write_value(&ffm_scratch, obj, _COPY_DEPTH) == FFM_WROTE:
         encoded = PyBytes_FromStringAndSize(ffm_scratch.data, ffm_scratch.size)
         _trim_scratch()
         return encoded
-    return _encode_stdlib(obj)  # the copy: no hook runs twice
+    # What only fedmsg's encoder writes as fedmsg does (NaN, integers beyond
+    # 64 bits, lone surrogates, nesting past the writer's limit): the copy,
+    # so that no hook runs twice.
+    return _encode_stdlib(obj)
+
+
+_ENCODE_ERROR = ("cannot encode the message body as JSON: %s; a body may hold dicts with "
+                 "string keys, lists, strings, numbers, booleans, None, datetimes, sets "
+                 "and objects with a __json__() method")
+_NESTING_ERROR = ("cannot encode the message body as JSON: %s; break the cycle or reduce "
+                  "the nesting before publishing")
 
 
 cdef bytes _encode_stdlib(obj):
     try:
         return _canonical_encode(obj).encode("utf-8")
     except TypeError as exc:
-        raise _errors.EncodeError(
-            "cannot encode the message body as JSON: %s; a body may hold dicts with "
-            "string keys, lists, strings, numbers, booleans, None, datetimes, sets "
-            "and objects with a __json__() method" % (exc,)) from exc
-    except (ValueError, RecursionError) as exc:
-        raise _errors.InvalidMessageError(
-            "cannot encode the message body as JSON: %s; break the cycle or reduce "
-            "the nesting before publishing" % (exc,)) from exc
+        raise _errors.EncodeError(_ENCODE_ERROR % (exc,)) from exc
+    except RecursionError as exc:
+        raise _errors.NestingTooDeepError(_NESTING_ERROR % (exc,)) from exc
+    except ValueError as exc:
+        raise _errors.InvalidMessageError(_NESTING_ERROR % (exc,)) from exc
 
 
 # ---------------------------------------------------------------------------
@@ -492,6 +586,8 @@ DEF ZMQ_EINTR = 4
 DEF SUBSCRIPTIONS_PER_TICK = 1000
 #: Room before the body for {"i":N,"msg": (N has at most 20 digits).
 DEF ENVELOPE_HEAD_ROOM = 32
+#: What _write_envelope and _prepare return for a body that would run code.
+DEF RUNS_CODE = -2
 #: publish_many builds this many messages, then sends them in one burst.
 DEF MANY_CHUNK = 64
 DEF MANY_NEXT = 0      # what publish_many was doing when it failed
@@ -748,18 +844,21 @@ cdef class Publisher:
             _msg_close(&frame)
 
     cdef Py_ssize_t _write_envelope(self, msg, tuple entry, time_t now,
-                                    const char *uuid_text) except -1:
+                                    const char *uuid_text, bint may_run_code) except -1:
         """Write the envelope of ``msg``, numbered ``self._i + 1``, into the
         scratch buffer; return the offset where it starts (it ends at the
-        buffer's size).
+        buffer's size), or RUNS_CODE, writing nothing, when the body needs
+        the general path (which may run the body's own code) and
+        ``may_run_code`` is false.
 
         The body is written first, ENVELOPE_HEAD_ROOM bytes in, then what
-        follows it, then ``{"i":N,"msg":`` just before it, once N's length
-        is known.  No Python code runs from the body's last write to the
-        caller's copy out of the buffer, so nothing else can write into it.
+        follows it, then ``{"i":N,"msg":`` just before it.  N is read only
+        then: a hook in the body may itself have published.  No Python code
+        runs from the body's last write to the caller's copy out of the
+        buffer, so nothing else can write into it.
         """
         cdef bytes body, tail = <bytes>entry[2]
-        cdef unsigned long long i = self._i + 1
+        cdef unsigned long long i
         cdef Py_ssize_t n, start
         cdef char *out
 
@@ -767,6 +866,8 @@ cdef class Publisher:
         ffm_reserve(&ffm_scratch, ENVELOPE_HEAD_ROOM)
         ffm_scratch.size = ENVELOPE_HEAD_ROOM
         if ffm_write_value(&ffm_scratch, msg, _COPY_DEPTH) != FFM_WROTE:
+            if not may_run_code:
+                return RUNS_CODE
             # The general path may run Python code (__json__, say), which
             # may itself publish: the buffer is only written again after it.
             body = _encode_general(msg)
@@ -794,6 +895,7 @@ cdef class Publisher:
         out += PyBytes_GET_SIZE(tail)
         ffm_scratch.size = out - ffm_scratch.data
 
+        i = self._i + 1
         start = ENVELOPE_HEAD_ROOM - (5 + _uint_len(i) + 7)
         out = ffm_scratch.data + start
         memcpy(out, b'{"i":', 5)
@@ -846,7 +948,7 @@ cdef class Publisher:
             return (<bytes>entry[1], envelope, frame1)
 
         _write_uuid4(uuid_text)
-        start = self._write_envelope(msg, entry, now, uuid_text)
+        start = self._write_envelope(msg, entry, now, uuid_text, True)
         frame1 = PyBytes_FromStringAndSize(ffm_scratch.data + start, ffm_scratch.size - start)
         _trim_scratch()
         self._i += 1
@@ -961,6 +1063,13 @@ cdef class Publisher:
         # half-sent; each is sent or closed here.
         cdef int sent
 
+        if self._handle == NULL or self._generation != _fork_generation:
+            # Closed while its body was built: a hook in it may destroy().
+            _msg_close(head)
+            _msg_close(tail)
+            self._forget_last()
+            self._refuse_closed()
+
         if _msg_send(head, self._handle, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0:
             try:
                 sent = self._queue_full(head)
@@ -990,10 +1099,13 @@ cdef class Publisher:
         self._prepare(topic, msg, modname, &head, &tail)
         return self._send_pair(&head, &tail)
 
-    cdef int _prepare(self, topic, msg, modname, ffm_msg_t *head, ffm_msg_t *tail) except -1:
+    cdef int _prepare(self, topic, msg, modname, ffm_msg_t *head, ffm_msg_t *tail,
+                      bint may_run_code=True) except -1:
         """Build the next message's two frames in ``head`` and ``tail`` and
         count it; the caller sends or closes both.  On error nothing is
-        counted and neither frame is left open."""
+        counted and neither frame is left open.  Returns RUNS_CODE, building
+        nothing, for a body that needs code of its own run (a __json__, say)
+        when ``may_run_code`` is false."""
         cdef tuple entry
         cdef bytes frame0
         cdef time_t now
@@ -1009,7 +1121,9 @@ cdef class Publisher:
         now = _wall_seconds()
         self._tick(now)
         _write_uuid4(uuid_text)
-        start = self._write_envelope(msg, entry, now, uuid_text)
+        start = self._write_envelope(msg, entry, now, uuid_text, may_run_code)
+        if start == RUNS_CODE:
+            return RUNS_CODE
 
         frame0 = <bytes>entry[1]
         n = PyBytes_GET_SIZE(frame0)
@@ -1092,7 +1206,7 @@ cdef class Publisher:
         cdef ffm_msg_t tails[MANY_CHUNK]
         cdef Py_ssize_t index = 0, chunk_start = 0, ready = 0, count
         cdef int step = MANY_NEXT
-        cdef object item, item_modname
+        cdef object item, topic, msg, item_modname
         cdef PyObject *fields[3]
 
         self._check_open()
@@ -1102,25 +1216,32 @@ cdef class Publisher:
             for item in items:
                 step = MANY_PREPARE
                 if type(item) is tuple and len(<tuple>item) == 2:
-                    self._prepare((<tuple>item)[0], (<tuple>item)[1], modname,
-                                  &heads[ready], &tails[ready])
+                    topic, msg, item_modname = (<tuple>item)[0], (<tuple>item)[1], modname
                 elif type(item) is dict and ffm_item_fields(
                         <PyObject *>item, <PyObject *>_KEY_TOPIC, <PyObject *>_KEY_MSG,
                         <PyObject *>_KEY_MODNAME, fields):
-                    self._prepare(<object>fields[0] if fields[0] != NULL else None,
-                                  <object>fields[1] if fields[1] != NULL else None,
-                                  (<object>fields[2] if fields[2] != NULL else None) or modname,
-                                  &heads[ready], &tails[ready])
+                    topic = <object>fields[0] if fields[0] != NULL else None
+                    msg = <object>fields[1] if fields[1] != NULL else None
+                    item_modname = (<object>fields[2] if fields[2] != NULL else None) or modname
                 elif isinstance(item, dict):
+                    topic, msg = (<dict>item).get("topic"), (<dict>item).get("msg")
                     item_modname = (<dict>item).get("modname") or modname
-                    self._prepare((<dict>item).get("topic"), (<dict>item).get("msg"),
-                                  item_modname, &heads[ready], &tails[ready])
                 elif isinstance(item, (tuple, list)) and len(item) == 2:
-                    self._prepare(item[0], item[1], modname, &heads[ready], &tails[ready])
+                    topic, msg, item_modname = item[0], item[1], modname
                 else:
                     raise _errors.InvalidMessageError(
                         "expected a (topic, msg) pair or a dict with 'topic' and 'msg', "
                         "found %s" % (type(item).__name__,))
+                if self._prepare(topic, msg, item_modname, &heads[ready], &tails[ready],
+                                 ready == 0) == RUNS_CODE:
+                    # The body runs code of its own (a __json__, say), which
+                    # may publish too: what was built before it goes out first.
+                    step = MANY_SEND
+                    count, ready = ready, 0
+                    self._send_prepared(heads, tails, count)
+                    chunk_start = index
+                    step = MANY_PREPARE
+                    self._prepare(topic, msg, item_modname, &heads[0], &tails[0])
                 ready += 1
                 index += 1
                 if ready == MANY_CHUNK:

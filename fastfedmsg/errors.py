@@ -78,6 +78,11 @@ class InvalidMessageError(FastFedmsgError, ValueError):
     """The message cannot be sent as given (cycle, bad shape)."""
 
 
+class NestingTooDeepError(InvalidMessageError, RecursionError):
+    """The body nests deeper than Python's recursion limit lets it be encoded
+    (fedmsg: RecursionError, which this also is)."""
+
+
 class InvalidTopicError(FastFedmsgError, ValueError):
     """The topic or modname is not usable text."""
 

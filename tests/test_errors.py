@@ -456,6 +456,42 @@ def test_publish_many_passes_on_what_its_iterator_raises(connected):
     assert connected.drain() == []
 
 
+def test_a_hook_that_publishes_gets_the_next_i_and_goes_out_first(connected):
+    # A __json__ that itself publishes: its message is sent while the outer
+    # one is being built, so it takes the next i and the outer one the one
+    # after, in the order they reach the wire, with publish and publish_many.
+    class Audited:
+        def __json__(self):
+            fastfedmsg.publish(topic="audit", msg={"note": "inner"}, modname="t")
+            return "outer-value"
+
+    fastfedmsg.publish(topic="before", msg={}, modname="t")
+    fastfedmsg.publish(topic="outer", msg={"x": Audited()}, modname="t")
+    fastfedmsg.publish_many([("many", {"n": n}) for n in range(5)]
+                            + [("many-hooked", {"x": Audited()})]
+                            + [("many", {"n": n}) for n in range(5, 8)], modname="t")
+    fastfedmsg.publish(topic="after", msg={}, modname="t")
+
+    arrived = [connected.recv_json() for _ in range(14)]
+    topics = [topic.decode().rsplit(".", 1)[1] for topic, _envelope in arrived]
+    numbers = [envelope["i"] for _topic, envelope in arrived]
+    assert topics == (["before", "audit", "outer"] + ["many"] * 5
+                      + ["audit", "many-hooked"] + ["many"] * 3 + ["after"])
+    assert numbers == list(range(numbers[0], numbers[0] + 14))
+    assert connected.drain() == []
+
+
+def test_a_hook_that_destroys_the_context_gets_a_clear_error(connected):
+    class Destroys:
+        def __json__(self):
+            fastfedmsg.destroy()
+            return "gone"
+
+    with pytest.raises(errors.ClosedError):
+        fastfedmsg.publish(topic="doomed", msg={"x": Destroys()}, modname="t")
+    assert connected.drain() == []
+
+
 def test_errors_share_one_base():
     for name in ("ConfigError", "BindError", "NoEndpointError", "NoTransportError",
                  "NoRelayError", "EncodeError", "InvalidMessageError",

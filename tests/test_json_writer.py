@@ -25,7 +25,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastfedmsg import _core
+from fastfedmsg import _core, errors
 
 import fedmsg.encoding
 
@@ -409,3 +409,112 @@ def test_a_json_hook_is_called_once_even_when_fedmsgs_encoder_takes_over():
     assert json.dumps(json.loads(encoded), sort_keys=True) == json.dumps(
         json.loads(fedmsg_bytes({"hooked": {"value": float("nan")}, "plain": [1, "two"]})),
         sort_keys=True)
+
+
+def same_as_fedmsg(make_body):
+    """Encode a fresh body from ``make_body()`` with each; both decoded."""
+    ours = json.loads(encode(make_body()))
+    reference = json.loads(fedmsg_bytes(make_body()))
+    return json.dumps(ours, sort_keys=True), json.dumps(reference, sort_keys=True)
+
+
+def test_hooks_run_once_each_in_fedmsgs_order():
+    # fedmsg's encoder sorts a dict's items before it walks them, so hooks
+    # run in key order, and what one changes is seen by those after it.
+    calls = []
+
+    class Counter:
+        def __json__(self):
+            calls.append(1)
+            return len(calls)
+
+    def counters():
+        calls.clear()
+        return {"b": Counter(), "a": Counter(), "nested": {"d": Counter(), "c": [Counter()]}}
+
+    ours, reference = same_as_fedmsg(counters)
+    assert ours == reference
+    encode(counters())
+    assert len(calls) == 4
+
+    def appender():
+        shared = ["orig"]
+
+        class Appends:
+            def __json__(self):
+                shared.append("late")
+                return "hook"
+
+        return {"b": Appends(), "a": shared, "mid": {"inner": Appends()}, "zz": shared}
+
+    ours, reference = same_as_fedmsg(appender)
+    assert ours == reference
+
+
+@pytest.mark.parametrize("companion", [
+    {1: "int keys"}, [{2.5: "float key", 7: "int key"}, {None: "none"}, {False: "bool"}],
+    "deep",
+], ids=["int-keys", "other-keys", "deep"])
+def test_a_hook_runs_once_beside_what_only_fedmsgs_encoder_writes(companion):
+    calls = []
+
+    class Hooked:
+        def __json__(self):
+            calls.append(1)
+            return len(calls)
+
+    if companion == "deep":
+        companion = nested(260)
+
+    def body():
+        calls.clear()
+        return {"a": Hooked(), "k": companion}
+
+    ours, reference = same_as_fedmsg(body)
+    assert ours == reference
+    encode(body())
+    assert len(calls) == 1
+
+
+def test_a_hook_that_raises_is_not_retried():
+    calls = []
+
+    class Flaky:
+        def __json__(self):
+            calls.append(1)
+            if len(calls) == 1:
+                raise TypeError("not ready")
+            return "second try"
+
+    with pytest.raises(TypeError, match="not ready") as caught:
+        encode({"x": Flaky()})
+    assert isinstance(caught.value, errors.EncodeError) and calls == [1]
+
+
+def test_list_and_tuple_subclasses_are_read_through_their_iterator():
+    class Lazy(list):
+        def __iter__(self):
+            return iter(["from __iter__"])
+
+    class LazyTuple(tuple):
+        def __iter__(self):
+            return iter(("from tuple __iter__",))
+
+    ours, reference = same_as_fedmsg(lambda: {"x": Lazy([1, 2, 3]), "y": LazyTuple((4, 5))})
+    assert ours == reference
+    assert json.loads(encode({"x": Lazy([1, 2, 3])})) == {"x": ["from __iter__"]}
+
+
+def test_nesting_past_the_recursion_limit_is_a_recursion_error_as_with_fedmsg():
+    deep = nested(sys.getrecursionlimit() + 100)
+    with pytest.raises(RecursionError):
+        fedmsg_bytes(deep)
+    with pytest.raises(RecursionError) as caught:
+        encode(deep)
+    assert isinstance(caught.value, errors.NestingTooDeepError)
+    assert isinstance(caught.value, errors.InvalidMessageError)
+
+    circular = [1]
+    circular.append(circular)
+    with pytest.raises(ValueError, match="Circular reference"):
+        encode({"c": circular})
