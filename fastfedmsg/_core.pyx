@@ -309,58 +309,63 @@ cpdef bytes encode_json(obj):
     """Encode ``obj`` to JSON bytes that decode to what fedmsg would send.
 
     Raises fastfedmsg.errors.EncodeError (a TypeError) for a type JSON cannot
-    carry and fastfedmsg.errors.InvalidMessageError (a ValueError) for values
-    such as circular references, where fedmsg raises TypeError and ValueError.
+    carry, fastfedmsg.errors.InvalidMessageError (a ValueError) for a cycle
+    and NestingTooDeepError (also a RecursionError) for nesting past the
+    recursion limit, where fedmsg raises TypeError, ValueError and
+    RecursionError.
     """
+    cdef object encoded = _written(obj)
+
+    return <bytes>encoded if encoded is not None else _encode_general(obj)
+
+
+cdef object _written(obj):
+    # ``obj`` as the writer writes it, as bytes, or None where it gives up.
     cdef bytes encoded
 
     ffm_scratch.size = 0
-    if ffm_write_value(&ffm_scratch, obj, _COPY_DEPTH) == FFM_WROTE:
-        encoded = PyBytes_FromStringAndSize(ffm_scratch.data, ffm_scratch.size)
-        _trim_scratch()
-        return encoded
-    return _encode_general(obj)
+    if ffm_write_value(&ffm_scratch, obj, _COPY_DEPTH) != FFM_WROTE:
+        return None
+    encoded = PyBytes_FromStringAndSize(ffm_scratch.data, ffm_scratch.size)
+    _trim_scratch()
+    return encoded
 
 
 cdef bytes _encode_general(obj):
     # A body the writer gave up on: see above.  May run the body's own code.
-    cdef bytes encoded
+    cdef object encoded
 
     try:
         obj = _plain_copy(obj, set())
-    except TypeError as exc:
-        raise _errors.EncodeError(_ENCODE_ERROR % (exc,)) from exc
-    except RecursionError as exc:
-        raise _errors.NestingTooDeepError(_NESTING_ERROR % (exc,)) from exc
-    except ValueError as exc:
-        raise _errors.InvalidMessageError(_NESTING_ERROR % (exc,)) from exc
-    ffm_scratch.size = 0
-    if ffm_write_value(&ffm_scratch, obj, _COPY_DEPTH) == FFM_WROTE:
-        encoded = PyBytes_FromStringAndSize(ffm_scratch.data, ffm_scratch.size)
-        _trim_scratch()
-        return encoded
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise _refusal(exc) from exc
+    encoded = _written(obj)
+    if encoded is not None:
+        return <bytes>encoded
     # What only fedmsg's encoder writes as fedmsg does (NaN, integers beyond
     # 64 bits, lone surrogates, nesting past the writer's limit): the copy,
     # so that no hook runs twice.
     return _encode_stdlib(obj)
 
 
-_ENCODE_ERROR = ("cannot encode the message body as JSON: %s; a body may hold dicts with "
-                 "string keys, lists, strings, numbers, booleans, None, datetimes, sets "
-                 "and objects with a __json__() method")
-_NESTING_ERROR = ("cannot encode the message body as JSON: %s; break the cycle or reduce "
-                  "the nesting before publishing")
-
-
 cdef bytes _encode_stdlib(obj):
     try:
         return _canonical_encode(obj).encode("utf-8")
-    except TypeError as exc:
-        raise _errors.EncodeError(_ENCODE_ERROR % (exc,)) from exc
-    except RecursionError as exc:
-        raise _errors.NestingTooDeepError(_NESTING_ERROR % (exc,)) from exc
-    except ValueError as exc:
-        raise _errors.InvalidMessageError(_NESTING_ERROR % (exc,)) from exc
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise _refusal(exc) from exc
+
+
+cdef object _refusal(exc):
+    # The error publish raises for what fedmsg's encoder raised.
+    if isinstance(exc, TypeError):
+        return _errors.EncodeError(
+            "cannot encode the message body as JSON: %s; a body may hold dicts with "
+            "string keys, lists, strings, numbers, booleans, None, datetimes, sets "
+            "and objects with a __json__() method" % (exc,))
+    refused = _errors.NestingTooDeepError if isinstance(exc, RecursionError) \
+        else _errors.InvalidMessageError
+    return refused("cannot encode the message body as JSON: %s; break the cycle or reduce "
+                   "the nesting before publishing" % (exc,))
 
 
 # ---------------------------------------------------------------------------
