@@ -168,6 +168,14 @@ cdef extern from *:
     """
     typedef PyObject *(*ffm_copy_fn)(PyObject *, PyObject *);
 
+    static PyObject *ffm_tuple_item(PyObject *tuple, Py_ssize_t index)
+    {
+        PyObject *item = PyTuple_GET_ITEM(tuple, index);
+
+        Py_INCREF(item);
+        return item;
+    }
+
     /* One level of _plain_copy, for a container or an object handed to the
        hook: refuses a cycle as fedmsg's encoder does, counts the level
        against Python's recursion limit, and undoes both on the way out,
@@ -211,6 +219,9 @@ cdef extern from *:
     """
     object ffm_copy_level(object obj, set markers, _copy_fn copy)
     Py_ssize_t PyDict_GET_SIZE(object dict)
+    Py_ssize_t PyTuple_GET_SIZE(object tuple)
+    # A tuple's stored item, as the encoder reads it (not through __iter__).
+    object ffm_tuple_item(object tuple, Py_ssize_t index)
 
 
 cdef object _plain_copy(obj, set markers):
@@ -261,8 +272,9 @@ cdef list _plain_copy_items(obj, set markers):
             copied.append(_plain_copy((<list>obj)[index], markers))
             index += 1
         return copied
-    # A tuple as it is; a subclass of list or tuple through its iterator.
-    items = obj if type(obj) is tuple else list(obj)
+    # A tuple as it is; a subclass of list or tuple through its iterator
+    # (never its __len__).
+    items = obj if type(obj) is tuple else list(iter(obj))
     for value in items:
         copied.append(_plain_copy(value, markers))
     return copied
@@ -272,12 +284,25 @@ cdef dict _plain_copy_object(obj, set markers):
     cdef dict copied = {}
     cdef list items
 
+    cdef object listed
+    cdef str key
+
     if PyDict_GET_SIZE(obj) == 0:
         return copied
-    items = list(obj.items()) if type(obj) is not dict else PyDict_Items(obj)
+    # The items as the encoder takes them (PyMapping_Items): a subclass's own
+    # items(), a list it returns used as it is, then sorted in place.
+    if type(obj) is dict:
+        items = PyDict_Items(obj)
+    else:
+        listed = obj.items()
+        items = listed if type(listed) is list else list(iter(listed))
     items.sort()
-    for key, value in items:
-        copied[_plain_key(key)] = _plain_copy(value, markers)
+    for item in items:
+        if not isinstance(item, tuple) or PyTuple_GET_SIZE(item) != 2:
+            raise ValueError("items must return 2-tuples")
+        # The key is checked before the value is walked, as the encoder does.
+        key = _plain_key(ffm_tuple_item(item, 0))
+        copied[key] = _plain_copy(ffm_tuple_item(item, 1), markers)
     return copied
 
 
@@ -933,6 +958,7 @@ cdef class Publisher:
         cdef time_t now
         cdef dict envelope
         cdef Py_ssize_t start
+        cdef unsigned long long counted
         cdef char uuid_text[36]
 
         if not topic:
@@ -946,10 +972,18 @@ cdef class Publisher:
         now = _wall_seconds()
         self._tick(now)
         if pre_fire_hook is not None:
-            envelope = self._envelope_dict(entry, msg, self._i + 1, now)
-            pre_fire_hook(envelope)
-            frame1 = encode_json(envelope)
+            # As fedmsg does: the envelope takes its i before any hook runs,
+            # so that a hook (or a __json__) that publishes gets the next one.
             self._i += 1
+            counted = self._i
+            try:
+                envelope = self._envelope_dict(entry, msg, counted, now)
+                pre_fire_hook(envelope)
+                frame1 = encode_json(envelope)
+            except BaseException:
+                if self._i == counted:
+                    self._i -= 1    # refused: its i is given back
+                raise
             return (<bytes>entry[1], envelope, frame1)
 
         _write_uuid4(uuid_text)
@@ -1118,6 +1152,9 @@ cdef class Publisher:
         cdef char *data
         cdef char uuid_text[36]
 
+        if not may_run_code and not (type(topic) is str and type(modname) is str
+                                     and type(msg) is dict):
+            return RUNS_CODE    # testing or reading them may run their own code
         if not topic:
             topic = "unspecified"
         if not msg:
@@ -1213,6 +1250,9 @@ cdef class Publisher:
         cdef int step = MANY_NEXT
         cdef object item, topic, msg, item_modname
         cdef PyObject *fields[3]
+        # Another iterable runs its own code to give each item, which may
+        # publish too: its items go out one by one, in order.
+        cdef Py_ssize_t chunk = MANY_CHUNK if type(items) is list or type(items) is tuple else 1
 
         self._check_open()
         if not modname:
@@ -1220,6 +1260,13 @@ cdef class Publisher:
         try:
             for item in items:
                 step = MANY_PREPARE
+                if ready and type(item) is not tuple and type(item) is not dict:
+                    # Reading this item's fields may run its own code.
+                    step = MANY_SEND
+                    count, ready = ready, 0
+                    self._send_prepared(heads, tails, count)
+                    chunk_start = index
+                    step = MANY_PREPARE
                 if type(item) is tuple and len(<tuple>item) == 2:
                     topic, msg, item_modname = (<tuple>item)[0], (<tuple>item)[1], modname
                 elif type(item) is dict and ffm_item_fields(
@@ -1249,10 +1296,10 @@ cdef class Publisher:
                     self._prepare(topic, msg, item_modname, &heads[0], &tails[0])
                 ready += 1
                 index += 1
-                if ready == MANY_CHUNK:
+                if ready == chunk:
                     step = MANY_SEND
-                    ready = 0    # the frames are _send_prepared's now
-                    self._send_prepared(heads, tails, MANY_CHUNK)
+                    count, ready = ready, 0    # the frames are _send_prepared's now
+                    self._send_prepared(heads, tails, count)
                     chunk_start = index
                 step = MANY_NEXT
             if ready:

@@ -481,6 +481,36 @@ def test_a_hook_that_publishes_gets_the_next_i_and_goes_out_first(connected):
     assert connected.drain() == []
 
 
+def test_a_body_hook_that_publishes_under_a_pre_fire_hook(connected):
+    class Audited:
+        def __json__(self):
+            fastfedmsg.publish(topic="audit", msg={}, modname="t")
+            return "outer-value"
+
+    fastfedmsg.publish(topic="outer", msg={"x": Audited()}, modname="t",
+                       pre_fire_hook=lambda envelope: None)
+    fastfedmsg.publish(topic="after", msg={}, modname="t")
+
+    arrived = [connected.recv_json() for _ in range(3)]
+    numbers = [envelope["i"] for _topic, envelope in arrived]
+    assert len(set(numbers)) == 3 and numbers[2] == max(numbers)
+    assert connected.drain() == []
+
+
+def test_publish_many_over_a_generator_that_publishes_keeps_the_order(connected):
+    def items():
+        yield ("p1", {})
+        fastfedmsg.publish(topic="side", msg={}, modname="t")
+        yield ("p2", {})
+
+    fastfedmsg.publish_many(items(), modname="t")
+
+    arrived = [connected.recv_json() for _ in range(3)]
+    assert [topic.rsplit(b".", 1)[1] for topic, _envelope in arrived] == [b"p1", b"side", b"p2"]
+    numbers = [envelope["i"] for _topic, envelope in arrived]
+    assert numbers == sorted(numbers) and len(set(numbers)) == 3
+
+
 def test_a_hook_that_destroys_the_context_gets_a_clear_error(connected):
     class Destroys:
         def __json__(self):

@@ -518,3 +518,51 @@ def test_nesting_past_the_recursion_limit_is_a_recursion_error_as_with_fedmsg():
     circular.append(circular)
     with pytest.raises(ValueError, match="Circular reference"):
         encode({"c": circular})
+
+
+def test_a_bad_key_is_refused_before_its_value_is_walked():
+    calls = []
+
+    class Hooked:
+        def __json__(self):
+            calls.append(1)
+            return "walked"
+
+    with pytest.raises(TypeError):
+        fedmsg_bytes({(1,): Hooked()})
+    assert calls == []
+    with pytest.raises(TypeError, match="keys must be"):
+        encode({(1,): Hooked()})
+    assert calls == []
+
+
+def test_subclasses_are_read_as_fedmsgs_encoder_reads_them():
+    class NoLength(list):
+        def __len__(self):
+            raise ValueError("__len__ must not be called")
+
+    class Listed(dict):
+        def items(self):
+            return [["x", 1]]              # lists, not 2-tuples
+
+    class Bare(dict):
+        def items(self):
+            return [42]
+
+    class Pair(tuple):
+        def __iter__(self):
+            return iter(("IT", "ER"))
+
+    class PairItems(dict):
+        def items(self):
+            return [Pair(("k", "v"))]
+
+    ours, reference = same_as_fedmsg(lambda: {"a": NoLength([1, 2])})
+    assert ours == reference
+    for make in (lambda: Listed(x=1), lambda: Bare(x=1)):
+        with pytest.raises(ValueError):
+            fedmsg_bytes(make())
+        with pytest.raises(ValueError, match="2-tuples"):
+            encode(make())
+    ours, reference = same_as_fedmsg(lambda: PairItems(k=0))
+    assert ours == reference == '{"k": "v"}'
