@@ -104,7 +104,7 @@ include "_frames.pxi"
 # hook, crashed then).  The copy is then written by the writer, or by
 # fedmsg's own encoder where only it writes the value as fedmsg does (NaN
 # and infinities, integers beyond 64 bits, lone surrogates, nesting deeper
-# than _COPY_DEPTH).
+# than WRITER_DEPTH).
 #
 # Keys are not sorted: fedmsg sorts them, but no subscriber can tell once the
 # JSON is decoded, and sorting costs a sixth of the encoding.  What is signed
@@ -131,7 +131,7 @@ cdef extern from "_json_writer.h":
 DEF SCRATCH_KEPT = 1 << 20
 #: The writer leaves nesting deeper than this to the general path (whose
 #: limit is Python's recursion limit, as for fedmsg's encoder).
-DEF _COPY_DEPTH = 200
+DEF WRITER_DEPTH = 200
 
 #: Whether dicts are walked through CPython's entry array (see _json_writer.h).
 DIRECT_DICT_WALK = ffm_check_dict_layout() == 1
@@ -167,14 +167,6 @@ ctypedef object (*_copy_fn)(object, set)
 cdef extern from *:
     """
     typedef PyObject *(*ffm_copy_fn)(PyObject *, PyObject *);
-
-    static PyObject *ffm_tuple_item(PyObject *tuple, Py_ssize_t index)
-    {
-        PyObject *item = PyTuple_GET_ITEM(tuple, index);
-
-        Py_INCREF(item);
-        return item;
-    }
 
     /* One level of _plain_copy, for a container or an object handed to the
        hook: refuses a cycle as fedmsg's encoder does, counts the level
@@ -219,9 +211,6 @@ cdef extern from *:
     """
     object ffm_copy_level(object obj, set markers, _copy_fn copy)
     Py_ssize_t PyDict_GET_SIZE(object dict)
-    Py_ssize_t PyTuple_GET_SIZE(object tuple)
-    # A tuple's stored item, as the encoder reads it (not through __iter__).
-    object ffm_tuple_item(object tuple, Py_ssize_t index)
 
 
 cdef object _plain_copy(obj, set markers):
@@ -283,7 +272,6 @@ cdef list _plain_copy_items(obj, set markers):
 cdef dict _plain_copy_object(obj, set markers):
     cdef dict copied = {}
     cdef list items
-
     cdef object listed
     cdef str key
 
@@ -298,11 +286,12 @@ cdef dict _plain_copy_object(obj, set markers):
         items = listed if type(listed) is list else list(iter(listed))
     items.sort()
     for item in items:
-        if not isinstance(item, tuple) or PyTuple_GET_SIZE(item) != 2:
+        # Each a tuple of two, read from its storage (not its __iter__), the
+        # key checked before the value is walked, as the encoder does.
+        if not isinstance(item, tuple) or len(<tuple>item) != 2:
             raise ValueError("items must return 2-tuples")
-        # The key is checked before the value is walked, as the encoder does.
-        key = _plain_key(ffm_tuple_item(item, 0))
-        copied[key] = _plain_copy(ffm_tuple_item(item, 1), markers)
+        key = _plain_key((<tuple>item)[0])
+        copied[key] = _plain_copy((<tuple>item)[1], markers)
     return copied
 
 
@@ -313,7 +302,7 @@ cdef str _plain_key(key):
     if isinstance(key, float):
         if key != key:
             return "NaN"
-        if key in (_INFINITY, -_INFINITY):
+        if key == _INFINITY or key == -_INFINITY:
             return "Infinity" if key > 0 else "-Infinity"
         return float.__repr__(key)
     if key is True:
@@ -349,7 +338,7 @@ cdef object _written(obj):
     cdef bytes encoded
 
     ffm_scratch.size = 0
-    if ffm_write_value(&ffm_scratch, obj, _COPY_DEPTH) != FFM_WROTE:
+    if ffm_write_value(&ffm_scratch, obj, WRITER_DEPTH) != FFM_WROTE:
         return None
     encoded = PyBytes_FromStringAndSize(ffm_scratch.data, ffm_scratch.size)
     _trim_scratch()
@@ -620,9 +609,6 @@ DEF ENVELOPE_HEAD_ROOM = 32
 DEF RUNS_CODE = -2
 #: publish_many builds this many messages, then sends them in one burst.
 DEF MANY_CHUNK = 64
-DEF MANY_NEXT = 0      # what publish_many was doing when it failed
-DEF MANY_PREPARE = 1
-DEF MANY_SEND = 2
 
 # What publish does when a subscriber's queue is at the high-water mark.
 DEF ON_FULL_DROP = 0
@@ -724,7 +710,6 @@ cdef class Publisher:
     cdef Py_ssize_t _max_size
     cdef unsigned long _generation
     cdef bint _reads_subscriptions
-    cdef Py_ssize_t failed_at
 
     def __cinit__(self, socket, str topic_prefix, str environment, username=None,
                   on_full="drop", int send_timeout=-1, max_message_size=None):
@@ -750,7 +735,6 @@ cdef class Publisher:
         self.send_timeout = send_timeout
         self._max_size = PY_SSIZE_T_MAX if max_message_size is None else max_message_size
         self._generation = _fork_generation
-        self.failed_at = -1
         # An XPUB socket queues every new subscription for its owner to read;
         # nobody else reads them, so the publisher drops them once a second.
         self._reads_subscriptions = socket is not None and socket.type == zmq.XPUB
@@ -895,7 +879,7 @@ cdef class Publisher:
         ffm_scratch.size = 0
         ffm_reserve(&ffm_scratch, ENVELOPE_HEAD_ROOM)
         ffm_scratch.size = ENVELOPE_HEAD_ROOM
-        if ffm_write_value(&ffm_scratch, msg, _COPY_DEPTH) != FFM_WROTE:
+        if ffm_write_value(&ffm_scratch, msg, WRITER_DEPTH) != FFM_WROTE:
             if not may_run_code:
                 return RUNS_CODE
             # The general path may run Python code (__json__, say), which
@@ -1191,17 +1175,20 @@ cdef class Publisher:
         self._i += 1
         return 0
 
-    cdef Py_ssize_t _send_prepared(self, ffm_msg_t *heads, ffm_msg_t *tails,
-                                   Py_ssize_t count) except -1:
-        """Send ``count`` prepared messages in order; returns ``count``.
+    cdef int _send_chunk(self, ffm_msg_t *heads, ffm_msg_t *tails, Py_ssize_t *ready,
+                         Py_ssize_t next_index) except -1:
+        """Send the ``*ready`` messages publish_many has built, in order, the
+        last of them item ``next_index - 1``; ``*ready`` is 0 afterwards.
 
         When message k fails, the ones after it are closed unsent and give
-        their ``i`` back, message k's frames are closed (_send_pair), and
-        the error is raised with ``failed_at`` set to k.
+        their ``i`` back (its own frames _send_pair closes, and its ``i``
+        _queue_full gives back or not), and the error is raised as
+        publish_many raises it, for item k.
         """
-        cdef Py_ssize_t k, j
+        cdef Py_ssize_t count = ready[0], k, j
         cdef unsigned long long last_i = self._i, before
 
+        ready[0] = 0    # the frames are this call's now, sent or closed
         for k in range(count):
             before = self._i
             try:
@@ -1210,11 +1197,9 @@ cdef class Publisher:
                 for j in range(k + 1, count):
                     _msg_close(&heads[j])
                     _msg_close(&tails[j])
-                # Message k's own i was given back by _queue_full or not.
                 self._i = last_i - (count - 1 - k) - (before - self._i)
-                self.failed_at = k
-                raise
-        return count
+                raise _many_error(exc, next_index - count + k)
+        return 0
 
     def publish(self, topic=None, msg=None, modname=None, pre_fire_hook=None):
         """Publish one message, as fedmsg.publish does."""
@@ -1246,94 +1231,83 @@ cdef class Publisher:
         """
         cdef ffm_msg_t heads[MANY_CHUNK]
         cdef ffm_msg_t tails[MANY_CHUNK]
-        cdef Py_ssize_t index = 0, chunk_start = 0, ready = 0, count
-        cdef int step = MANY_NEXT
-        cdef object item, topic, msg, item_modname
-        cdef PyObject *fields[3]
+        cdef Py_ssize_t index = 0, ready = 0
         # Another iterable runs its own code to give each item, which may
         # publish too: its items go out one by one, in order.
         cdef Py_ssize_t chunk = MANY_CHUNK if type(items) is list or type(items) is tuple else 1
+        cdef object item
+        cdef bint preparing = False
 
         self._check_open()
         if not modname:
             modname = guess_modname()
         try:
             for item in items:
-                step = MANY_PREPARE
                 if ready and type(item) is not tuple and type(item) is not dict:
                     # Reading this item's fields may run its own code.
-                    step = MANY_SEND
-                    count, ready = ready, 0
-                    self._send_prepared(heads, tails, count)
-                    chunk_start = index
-                    step = MANY_PREPARE
-                if type(item) is tuple and len(<tuple>item) == 2:
-                    topic, msg, item_modname = (<tuple>item)[0], (<tuple>item)[1], modname
-                elif type(item) is dict and ffm_item_fields(
-                        <PyObject *>item, <PyObject *>_KEY_TOPIC, <PyObject *>_KEY_MSG,
-                        <PyObject *>_KEY_MODNAME, fields):
-                    topic = <object>fields[0] if fields[0] != NULL else None
-                    msg = <object>fields[1] if fields[1] != NULL else None
-                    item_modname = (<object>fields[2] if fields[2] != NULL else None) or modname
-                elif isinstance(item, dict):
-                    topic, msg = (<dict>item).get("topic"), (<dict>item).get("msg")
-                    item_modname = (<dict>item).get("modname") or modname
-                elif isinstance(item, (tuple, list)) and len(item) == 2:
-                    topic, msg, item_modname = item[0], item[1], modname
-                else:
-                    raise _errors.InvalidMessageError(
-                        "expected a (topic, msg) pair or a dict with 'topic' and 'msg', "
-                        "found %s" % (type(item).__name__,))
-                if self._prepare(topic, msg, item_modname, &heads[ready], &tails[ready],
-                                 ready == 0) == RUNS_CODE:
+                    self._send_chunk(heads, tails, &ready, index)
+                preparing = True
+                if self._prepare_item(item, modname, &heads[ready], &tails[ready],
+                                      ready == 0) == RUNS_CODE:
                     # The body runs code of its own (a __json__, say), which
                     # may publish too: what was built before it goes out first.
-                    step = MANY_SEND
-                    count, ready = ready, 0
-                    self._send_prepared(heads, tails, count)
-                    chunk_start = index
-                    step = MANY_PREPARE
-                    self._prepare(topic, msg, item_modname, &heads[0], &tails[0])
+                    preparing = False
+                    self._send_chunk(heads, tails, &ready, index)
+                    preparing = True
+                    self._prepare_item(item, modname, &heads[0], &tails[0], True)
+                preparing = False
                 ready += 1
                 index += 1
                 if ready == chunk:
-                    step = MANY_SEND
-                    count, ready = ready, 0    # the frames are _send_prepared's now
-                    self._send_prepared(heads, tails, count)
-                    chunk_start = index
-                step = MANY_NEXT
+                    self._send_chunk(heads, tails, &ready, index)
             if ready:
-                step = MANY_SEND
-                count, ready = ready, 0
-                self._send_prepared(heads, tails, count)
+                self._send_chunk(heads, tails, &ready, index)
         except BaseException as exc:
-            if step == MANY_SEND:
-                raise self._many_error(exc, chunk_start + self.failed_at)
-            # The iterator, or the item at ``index``, failed: the items
-            # before it still go out, then its error is raised (or the error
-            # of the first of them that could not be sent).
+            # The items built before the failure still go out (the first of
+            # them that cannot be sent raises instead); a send raises for its
+            # own item already, the iterator's own errors pass unchanged.
             if ready:
-                count, ready = ready, 0
-                try:
-                    self._send_prepared(heads, tails, count)
-                except BaseException as send_exc:
-                    raise self._many_error(send_exc, chunk_start + self.failed_at)
-            if step == MANY_NEXT:
-                raise
-            raise self._many_error(exc, index)
+                self._send_chunk(heads, tails, &ready, index)
+            if preparing:
+                raise _many_error(exc, index)
+            raise
         return index
 
-    cdef object _many_error(self, exc, Py_ssize_t index):
-        # What publish_many raises for a failure at item ``index``.
-        self.failed_at = -1
-        if isinstance(exc, _errors.HighWaterMarkError):
-            exc.index = index
-            return exc
-        if isinstance(exc, (TypeError, ValueError)):
-            error = _errors.PublishManyError(index, exc)
-            error.__cause__ = exc
-            return error
+    cdef int _prepare_item(self, item, modname, ffm_msg_t *head, ffm_msg_t *tail,
+                           bint may_run_code) except -1:
+        # _prepare for one item of publish_many.
+        cdef PyObject *fields[3]
+
+        if type(item) is tuple and len(<tuple>item) == 2:
+            topic, msg, item_modname = (<tuple>item)[0], (<tuple>item)[1], modname
+        elif type(item) is dict and ffm_item_fields(
+                <PyObject *>item, <PyObject *>_KEY_TOPIC, <PyObject *>_KEY_MSG,
+                <PyObject *>_KEY_MODNAME, fields):
+            topic = <object>fields[0] if fields[0] != NULL else None
+            msg = <object>fields[1] if fields[1] != NULL else None
+            item_modname = (<object>fields[2] if fields[2] != NULL else None) or modname
+        elif isinstance(item, dict):
+            topic, msg = (<dict>item).get("topic"), (<dict>item).get("msg")
+            item_modname = (<dict>item).get("modname") or modname
+        elif isinstance(item, (tuple, list)) and len(item) == 2:
+            topic, msg, item_modname = item[0], item[1], modname
+        else:
+            raise _errors.InvalidMessageError(
+                "expected a (topic, msg) pair or a dict with 'topic' and 'msg', "
+                "found %s" % (type(item).__name__,))
+        return self._prepare(topic, msg, item_modname, head, tail, may_run_code)
+
+
+cdef object _many_error(exc, Py_ssize_t index):
+    # What publish_many raises for a failure at item ``index``.
+    if isinstance(exc, _errors.HighWaterMarkError):
+        exc.index = index
         return exc
+    if isinstance(exc, (TypeError, ValueError)):
+        error = _errors.PublishManyError(index, exc)
+        error.__cause__ = exc
+        return error
+    return exc
 
 
 cdef str _as_text(value, str what):

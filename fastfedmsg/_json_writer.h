@@ -37,7 +37,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
-#if defined(__SSE2__)
+#if defined(__SSE2__) && !defined(FFM_NO_SSE2)
 #include <emmintrin.h>
 #endif
 
@@ -171,7 +171,8 @@ static char *ffm_write_ascii_escaping(char *out, const char *text, Py_ssize_t n)
     return out;
 }
 
-#if defined(__SSE2__)
+/* Build with CFLAGS=-DFFM_NO_SSE2 to try the portable branch on x86. */
+#if defined(__SSE2__) && !defined(FFM_NO_SSE2)
 /* Nonzero when one of the first `count` (1..16) of the 16 bytes at `p`,
    ASCII text, must be escaped. */
 static inline unsigned ffm_block_needs_escape(const char *p, Py_ssize_t count)
